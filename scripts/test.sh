@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the whole test suite.
+#
+# Needs the Rust toolchain (cargo, rustfmt, clippy) and PostgreSQL: either
+# DATABASE_URL pointing at a server where the user may create databases, or
+# local PostgreSQL binaries for a throwaway cluster (see scripts/pg.sh).
+# The integration tests use #[sqlx::test], which creates one database per
+# test from DATABASE_URL and drops it afterwards.
+#
+# Steps: example migrations checked with plain psql, cargo fmt --check,
+# cargo clippy -D warnings, cargo test (all targets), cargo test --doc.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source-path=SCRIPTDIR/..
+source scripts/pg.sh
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found. Install the Rust toolchain (https://rustup.rs)," \
+        "then: rustup component add rustfmt clippy" >&2
+    exit 1
+fi
+for component in fmt clippy; do
+    if ! cargo "$component" --version >/dev/null 2>&1; then
+        name=$component
+        [[ $name == fmt ]] && name=rustfmt
+        echo "error: 'cargo $component' is not available; run: rustup component add $name" >&2
+        exit 1
+    fi
+done
+
+tm_ensure_postgres
+export DATABASE_URL
+
+step "example migrations (plain psql, shared/ + tenant/ and scripts/bench/light/)"
+bash scripts/check-migrations.sh shared tenant
+bash scripts/check-migrations.sh - scripts/bench/light
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test --all-targets -- --test-threads=4"
+cargo test --all-targets -- --test-threads=4
+
+step "cargo test --doc"
+cargo test --doc
+
+step "all tests passed"

@@ -1,0 +1,374 @@
+//! Every SQL statement tenantmig sends about schemas, history tables and
+//! locks. Identifiers are always quoted with [`quote_ident`]; values are
+//! always bound parameters.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
+
+use crate::ident::{qualified, quote_ident};
+use crate::migration::{Migration, MigrationSet};
+use crate::state::{AppliedRow, Checker, SchemaStatus};
+
+/// How many history tables one catalog query reads at once. Each table read
+/// takes a lock-table slot for the length of the query, so this stays well
+/// under `max_locks_per_transaction * max_connections`.
+pub const HISTORY_CHUNK: usize = 400;
+
+/// Opens one connection.
+pub async fn connect(opts: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    PgConnection::connect_with(opts).await
+}
+
+/// Schemas of `names` that exist, and whether each has a history table.
+pub async fn existing_schemas(
+    conn: &mut PgConnection,
+    names: &[String],
+    history_table: &str,
+) -> Result<HashMap<String, bool>, sqlx::Error> {
+    // language=SQL
+    let rows = sqlx::query(
+        "SELECT n.nspname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             WHERE c.relnamespace = n.oid AND c.relname = $2 AND c.relkind IN ('r', 'p')) \
+         FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1)",
+    )
+    .bind(names)
+    .bind(history_table)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<bool, _>(1)))
+        .collect())
+}
+
+/// Reads the history of many schemas in a few queries and checks each
+/// against `set`. Schemas without a history table get an empty history.
+///
+/// The rows of one chunk of tables come back in one `UNION ALL` query and are
+/// folded into a [`Checker`] per schema as they stream in, so memory holds one
+/// chunk's checkers, not every row.
+pub async fn read_statuses(
+    conn: &mut PgConnection,
+    schemas: &[(String, bool)],
+    history_table: &str,
+    set: &MigrationSet,
+) -> Result<Vec<SchemaStatus>, sqlx::Error> {
+    let mut out = Vec::with_capacity(schemas.len());
+    for chunk in schemas.chunks(HISTORY_CHUNK) {
+        let mut checkers: Vec<Checker<'_>> = chunk.iter().map(|_| Checker::new(set)).collect();
+        let mut sql = String::new();
+        for (i, (schema, has_history)) in chunk.iter().enumerate() {
+            if !has_history {
+                continue;
+            }
+            if !sql.is_empty() {
+                sql.push_str(" UNION ALL ");
+            }
+            // language=SQL
+            sql.push_str(&format!(
+                "SELECT {i}::int4, version, checksum, success FROM {}",
+                qualified(schema, history_table)
+            ));
+        }
+        if !sql.is_empty() {
+            let mut rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                let i: i32 = row.try_get(0)?;
+                let applied = AppliedRow {
+                    version: row.try_get(1)?,
+                    checksum: row.try_get(2)?,
+                    success: row.try_get(3)?,
+                };
+                checkers[i as usize].push(&applied);
+            }
+        }
+        for (c, (schema, _)) in checkers.into_iter().zip(chunk) {
+            out.push(c.finish(schema.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and checks one schema's history (used under its lock, just before
+/// migrating, since the bulk read may be stale by then).
+pub async fn read_status(
+    conn: &mut PgConnection,
+    schema: &str,
+    history_table: &str,
+    set: &MigrationSet,
+) -> Result<SchemaStatus, sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "SELECT version, checksum, success FROM {}",
+        qualified(schema, history_table)
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut c = Checker::new(set);
+    for r in rows {
+        c.push(&AppliedRow {
+            version: r.try_get(0)?,
+            checksum: r.try_get(1)?,
+            success: r.try_get(2)?,
+        });
+    }
+    Ok(c.finish(schema))
+}
+
+/// Does the schema exist?
+pub async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    // language=SQL
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`.
+pub async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+    conn.execute(AssertSqlSafe(sql)).await?;
+    Ok(())
+}
+
+/// Creates the history table in `schema` when missing, with sqlx's layout.
+pub async fn ensure_history_table(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+            success BOOLEAN NOT NULL,
+            checksum BYTEA NOT NULL,
+            execution_time BIGINT NOT NULL
+        )",
+        qualified(schema, table)
+    );
+    conn.execute(AssertSqlSafe(sql)).await?;
+    Ok(())
+}
+
+/// The advisory lock key of a schema. PostgreSQL scopes advisory locks to
+/// the current database, so (database, schema) is covered by hashing the
+/// schema name alone; a 64-bit hash makes two schemas sharing a key (and so
+/// waiting on each other) vanishingly unlikely.
+// language=SQL
+const LOCK_KEY: &str = "hashtextextended('tenantmig:' || $1, 0)";
+
+/// Tries once to take the schema's advisory lock (session level).
+pub async fn try_lock(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    // language=SQL
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT pg_try_advisory_lock({LOCK_KEY})"
+    )))
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Releases the schema's advisory lock.
+pub async fn unlock(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    // language=SQL
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT pg_advisory_unlock({LOCK_KEY})"
+    )))
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The backend pid holding the schema's lock, if any (for messages).
+pub async fn lock_holder(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Option<i32>, sqlx::Error> {
+    // An int8 advisory key is stored as classid = high 32 bits, objid = low.
+    // language=SQL
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "WITH k AS (SELECT {LOCK_KEY} AS key) \
+         SELECT l.pid FROM pg_catalog.pg_locks l, k \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+           AND l.classid::int8 = ((k.key >> 32) & 4294967295) AND l.objid::int8 = (k.key & 4294967295) \
+         LIMIT 1"
+    )))
+    .bind(schema)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Polls for the schema's lock until `wait` has passed. Polling (rather than
+/// `pg_advisory_lock`) keeps a stuck holder from hanging a worker forever.
+pub async fn lock_with_deadline(
+    conn: &mut PgConnection,
+    schema: &str,
+    wait: Duration,
+) -> Result<bool, sqlx::Error> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if try_lock(conn, schema).await? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Sets the session up for migrating `schema`: search path (the schema,
+/// then the shared one), lock and statement timeouts.
+pub async fn set_session(
+    conn: &mut PgConnection,
+    schema: &str,
+    shared: &str,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    let path = if schema == shared {
+        quote_ident(schema)
+    } else {
+        format!("{}, {}", quote_ident(schema), quote_ident(shared))
+    };
+    // language=SQL
+    let sql = format!(
+        "SET search_path TO {path}; SET lock_timeout = {}; SET statement_timeout = {}",
+        lock_timeout.as_millis(),
+        statement_timeout.as_millis()
+    );
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+    Ok(())
+}
+
+/// Undoes whatever a migration may have changed in the session.
+pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    // language=SQL
+    conn.execute("RESET ALL").await?;
+    Ok(())
+}
+
+/// Records an applied migration in the history table (inside the caller's
+/// transaction, for transactional migrations).
+pub async fn insert_history(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    m: &Migration,
+    success: bool,
+    execution_time: i64,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, $3, $4, $5)",
+        qualified(schema, table)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(m.version)
+        .bind(&m.description)
+        .bind(success)
+        .bind(&m.checksum)
+        .bind(execution_time)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a `-- no-transaction` migration's row as succeeded.
+pub async fn mark_success(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    version: i64,
+    execution_time: i64,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "UPDATE {} SET success = TRUE, execution_time = $2 WHERE version = $1",
+        qualified(schema, table)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(version)
+        .bind(execution_time)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the failed (success = false) rows of a schema's history.
+pub async fn delete_failed_rows(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    versions: &[i64],
+) -> Result<u64, sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "DELETE FROM {} WHERE success = FALSE AND version = ANY($1)",
+        qualified(schema, table)
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(versions)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Sets failed rows to success (after the migration was completed by hand).
+pub async fn mark_failed_rows_applied(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    versions: &[i64],
+) -> Result<u64, sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "UPDATE {} SET success = TRUE WHERE success = FALSE AND version = ANY($1)",
+        qualified(schema, table)
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(versions)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Connections the server can still accept for this role, and its maximum.
+pub async fn free_connections(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
+    // language=SQL
+    let row = sqlx::query(
+        "SELECT current_setting('max_connections')::int8 \
+                - current_setting('superuser_reserved_connections')::int8 \
+                - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'), \
+                current_setting('max_connections')::int8",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Runs a statement of a migration (simple query protocol, so a file may
+/// hold many statements and no statement is prepared).
+pub async fn execute_script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
+        .await?;
+    Ok(())
+}

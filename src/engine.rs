@@ -1,0 +1,1077 @@
+//! The engine: reads the state of every schema, plans, and migrates the
+//! shared schema and then the tenants, concurrently, with per-schema locks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+use crate::config::{Settings, TransactionMode, mask_url};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
+use crate::ledger::{self, Ledger, LedgerSender, Record, RunTotals};
+use crate::migration::{Migration, MigrationSet, split_statements};
+use crate::state::{SchemaState, SchemaStatus};
+use crate::tenants::{self, TenantList};
+
+/// Which schemas a command looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Include the shared schema.
+    pub shared: bool,
+    /// Include the tenants.
+    pub tenants: bool,
+    /// `--tenant` names (replace the configured source when not empty).
+    pub tenant_names: Vec<String>,
+    /// `--exclude` names.
+    pub exclude: Vec<String>,
+}
+
+impl Selection {
+    /// The shared schema and every tenant.
+    pub fn all() -> Self {
+        Selection {
+            shared: true,
+            tenants: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// Options of `migrate` beyond the selection and the settings.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// Which schemas.
+    pub selection: Selection,
+    /// Migrate this many tenants first; go on only if all of them succeed.
+    pub canary: usize,
+    /// Only plan.
+    pub dry_run: bool,
+    /// The command line, recorded in the ledger.
+    pub args: Vec<String>,
+}
+
+/// The state of the shared schema and of every selected tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The shared schema, when selected.
+    pub shared: Option<SchemaStatus>,
+    /// Every selected tenant, in source order, invalid names included.
+    pub tenants: Vec<SchemaStatus>,
+    /// Where the tenant list came from.
+    pub source: Option<String>,
+    /// Highest version of the shared set.
+    pub shared_head: Option<i64>,
+    /// Highest version of the tenant set.
+    pub tenant_head: Option<i64>,
+}
+
+impl StatusReport {
+    /// True when every selected schema is up to date.
+    pub fn all_up_to_date(&self) -> bool {
+        self.shared
+            .iter()
+            .chain(&self.tenants)
+            .all(|s| s.state == SchemaState::UpToDate)
+    }
+
+    /// Tenants grouped by state, worst first, names in source order.
+    pub fn tenants_by_state(&self) -> BTreeMap<SchemaState, Vec<&SchemaStatus>> {
+        let mut m: BTreeMap<SchemaState, Vec<&SchemaStatus>> = BTreeMap::new();
+        for t in &self.tenants {
+            m.entry(t.state).or_default().push(t);
+        }
+        m
+    }
+
+    /// Tenants with work, grouped by their pending versions
+    /// ("480 tenants: 9, 10").
+    pub fn plan_groups(&self) -> Vec<(Vec<i64>, Vec<&str>)> {
+        let mut m: BTreeMap<Vec<i64>, Vec<&str>> = BTreeMap::new();
+        for t in &self.tenants {
+            if matches!(t.state, SchemaState::Behind | SchemaState::Missing) {
+                m.entry(t.pending.clone()).or_default().push(&t.schema);
+            }
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by_key(|(_, names)| std::cmp::Reverse(names.len()));
+        v
+    }
+}
+
+/// What a `migrate` run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The run's id in the ledger (none for a dry run).
+    pub run_id: Option<i64>,
+    /// True when nothing was changed because `--dry-run` was given.
+    pub dry_run: bool,
+    /// The plan the run started from.
+    pub plan: StatusReport,
+    /// The shared schema's outcome, when it had work or was refused.
+    pub shared: Option<SchemaOutcome>,
+    /// Outcomes of the tenants that had work or were refused.
+    pub tenants: Vec<SchemaOutcome>,
+    /// Tenants already up to date at planning time.
+    pub tenants_up_to_date: usize,
+    /// Tenants with work that were never started.
+    pub not_reached: Vec<String>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+}
+
+impl RunReport {
+    /// Failed or refused schemas (shared first).
+    pub fn failures(&self) -> impl Iterator<Item = &SchemaOutcome> {
+        self.shared
+            .iter()
+            .chain(&self.tenants)
+            .filter(|o| o.state.is_failure())
+    }
+
+    /// True when every selected schema ended at head.
+    pub fn is_success(&self) -> bool {
+        self.failures().next().is_none() && self.not_reached.is_empty() && self.stopped.is_none()
+    }
+
+    /// Tenants migrated by this run.
+    pub fn tenants_migrated(&self) -> usize {
+        self.tenants
+            .iter()
+            .filter(|o| o.state == OutcomeState::Succeeded)
+            .count()
+    }
+}
+
+/// The engine: settings, migration sets, connection options and a sink.
+pub struct Engine {
+    /// Resolved settings.
+    pub(crate) settings: Settings,
+    /// How to connect.
+    pub(crate) connect: PgConnectOptions,
+    /// The URL with its password masked, for messages.
+    pub(crate) url_masked: String,
+    /// Shared migrations (empty when the selection has no shared schema).
+    pub(crate) shared_set: Arc<MigrationSet>,
+    /// Tenant migrations (empty when the selection has no tenants).
+    pub(crate) tenant_set: Arc<MigrationSet>,
+    /// Where events go.
+    pub(crate) sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("url", &self.url_masked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds an engine: reads the migration folders the selection needs
+    /// and parses the database URL (no connection yet).
+    pub fn new(
+        settings: Settings,
+        selection: &Selection,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Engine> {
+        let url = settings.database_url()?.to_string();
+        let url_masked = mask_url(&url);
+        let connect = PgConnectOptions::from_str(&url)
+            .map_err(|e| Error::Config {
+                message: format!("database URL {url_masked} is not usable: {e}"),
+            })?
+            .application_name("tenantmig");
+        let shared_set = if selection.shared {
+            MigrationSet::load(&settings.shared_migrations)?
+        } else {
+            MigrationSet::default()
+        };
+        let tenant_set = if selection.tenants {
+            MigrationSet::load(&settings.tenant_migrations)?
+        } else {
+            MigrationSet::default()
+        };
+        Ok(Engine {
+            settings,
+            connect,
+            url_masked,
+            shared_set: Arc::new(shared_set),
+            tenant_set: Arc::new(tenant_set),
+            sink,
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The shared migration set.
+    pub fn shared_set(&self) -> &MigrationSet {
+        &self.shared_set
+    }
+
+    /// The tenant migration set.
+    pub fn tenant_set(&self) -> &MigrationSet {
+        &self.tenant_set
+    }
+
+    /// Opens a connection, with an error naming the masked URL.
+    pub async fn connection(&self) -> Result<PgConnection> {
+        ledger::connect(&self.connect, &self.url_masked).await
+    }
+
+    /// The tenant list for a selection.
+    pub async fn tenants(&self, selection: &Selection) -> Result<TenantList> {
+        let mut conn = self.connection().await?;
+        tenants::resolve(
+            &mut conn,
+            &self.settings,
+            &selection.tenant_names,
+            &selection.exclude,
+        )
+        .await
+    }
+
+    /// Reads the state of the selected schemas in a few catalog queries.
+    pub async fn status(&self, selection: &Selection) -> Result<StatusReport> {
+        let mut conn = self.connection().await?;
+        self.status_with(&mut conn, selection).await
+    }
+
+    pub(crate) async fn status_with(
+        &self,
+        conn: &mut PgConnection,
+        selection: &Selection,
+    ) -> Result<StatusReport> {
+        let s = &self.settings;
+        let mut report = StatusReport {
+            shared: None,
+            tenants: Vec::new(),
+            source: None,
+            shared_head: self.shared_set.head(),
+            tenant_head: self.tenant_set.head(),
+        };
+        if selection.shared {
+            let exists = db::existing_schemas(
+                conn,
+                std::slice::from_ref(&s.shared_schema),
+                &s.history_table,
+            )
+            .await
+            .map_err(Error::db("reading the shared schema's state"))?;
+            report.shared = Some(match exists.get(&s.shared_schema) {
+                None => SchemaStatus::missing(&s.shared_schema, &self.shared_set),
+                Some(has) => db::read_statuses(
+                    conn,
+                    &[(s.shared_schema.clone(), *has)],
+                    &s.history_table,
+                    &self.shared_set,
+                )
+                .await
+                .map_err(Error::db("reading the shared schema's history"))?
+                .remove(0),
+            });
+        }
+        if selection.tenants {
+            let list =
+                tenants::resolve(conn, s, &selection.tenant_names, &selection.exclude).await?;
+            report.source = Some(list.source.describe());
+            let exists = db::existing_schemas(conn, &list.names, &s.history_table)
+                .await
+                .map_err(Error::db("listing tenant schemas"))?;
+            let present: Vec<(String, bool)> = list
+                .names
+                .iter()
+                .filter_map(|n| exists.get(n).map(|h| (n.clone(), *h)))
+                .collect();
+            let read = db::read_statuses(conn, &present, &s.history_table, &self.tenant_set)
+                .await
+                .map_err(Error::db("reading tenant histories"))?;
+            let mut read: std::collections::HashMap<String, SchemaStatus> =
+                read.into_iter().map(|st| (st.schema.clone(), st)).collect();
+            for inv in list.invalid {
+                report
+                    .tenants
+                    .push(SchemaStatus::invalid(inv.name.clone(), inv.to_string()));
+            }
+            for n in &list.names {
+                report.tenants.push(
+                    read.remove(n)
+                        .unwrap_or_else(|| SchemaStatus::missing(n.clone(), &self.tenant_set)),
+                );
+            }
+        }
+        // Dirty schemas: add what the ledger knows of the failure.
+        let dirty: Vec<String> = report
+            .shared
+            .iter()
+            .chain(&report.tenants)
+            .filter(|t| t.state == SchemaState::Failed)
+            .map(|t| t.schema.clone())
+            .collect();
+        if !dirty.is_empty() {
+            let known = ledger::last_failures(conn, &s.control_schema, &dirty).await?;
+            for st in report.shared.iter_mut().chain(report.tenants.iter_mut()) {
+                if let Some((run, _, err, stmt)) = known.get(&st.schema) {
+                    let mut d = format!("run {run}");
+                    if let Some(e) = err {
+                        d.push_str(&format!(": {e}"));
+                    }
+                    if let Some(sql) = stmt {
+                        d.push_str(&format!("; failed statement: {sql}"));
+                    }
+                    st.detail = Some(d);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates or upgrades the control schema (ledger and registry), under
+    /// its own advisory lock.
+    pub async fn ensure_control(&self, conn: &mut PgConnection) -> Result<()> {
+        let s = &self.settings;
+        let set = ledger::control_migrations();
+        let schema = s.control_schema.as_str();
+        let doing = |what: &str| format!("{what} the control schema {schema}");
+        if !db::lock_with_deadline(conn, schema, s.lock_wait)
+            .await
+            .map_err(Error::db(doing("locking")))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "the control schema {schema} stayed locked by another tenantmig process for {:?}",
+                    s.lock_wait
+                ),
+            });
+        }
+        let result = async {
+            db::create_schema(conn, schema).await?;
+            db::ensure_history_table(conn, schema, &s.history_table).await?;
+            db::set_session(conn, schema, schema, s.lock_timeout, Duration::ZERO).await?;
+            let st = db::read_status(conn, schema, &s.history_table, &set).await?;
+            let pending: Vec<&Migration> = st
+                .pending
+                .iter()
+                .filter_map(|v| set.index_of(*v).map(|i| &set.migrations[i]))
+                .collect();
+            if !pending.is_empty() {
+                apply_group(conn, schema, &s.history_table, &pending)
+                    .await
+                    .map_err(|e| e.source)?;
+            }
+            Ok::<_, sqlx::Error>(st)
+        }
+        .await;
+        let _ = db::reset_session(conn).await;
+        let _ = db::unlock(conn, schema).await;
+        let st = result.map_err(Error::db(doing("creating or upgrading")))?;
+        if st.state.is_refused() {
+            return Err(Error::Usage {
+                message: format!(
+                    "the control schema {schema} has a history this tenantmig does not know ({}); is an older tenantmig binary in use?",
+                    st.problems
+                        .iter()
+                        .map(|p| p.describe(&set))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The plan of a migrate run, without changing anything.
+    pub async fn plan(&self, selection: &Selection) -> Result<StatusReport> {
+        self.status(selection).await
+    }
+
+    /// Migrates: the shared schema first, then every tenant with work.
+    ///
+    /// `shutdown` resolving (Ctrl-C in the CLI) lets in-flight migrations
+    /// finish and starts nothing new.
+    pub async fn migrate(
+        &self,
+        opts: &MigrateOptions,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<RunReport> {
+        let started = Instant::now();
+        let s = &self.settings;
+        let mut control = self.connection().await?;
+        if !opts.dry_run {
+            self.ensure_control(&mut control).await?;
+        }
+        let plan = self.status_with(&mut control, &opts.selection).await?;
+        let mut report = RunReport {
+            run_id: None,
+            dry_run: opts.dry_run,
+            plan,
+            shared: None,
+            tenants: Vec::new(),
+            tenants_up_to_date: 0,
+            not_reached: Vec::new(),
+            stopped: None,
+            duration_ms: 0,
+        };
+        report.tenants_up_to_date = report
+            .plan
+            .tenants
+            .iter()
+            .filter(|t| t.state == SchemaState::UpToDate)
+            .count();
+        if opts.dry_run {
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+
+        let (free, max) = db::free_connections(&mut control)
+            .await
+            .map_err(Error::db("counting the server's free connections"))?;
+        let led = Ledger::start(control, &s.control_schema, "migrate", &opts.args).await?;
+        self.sink.emit(Event::RunStarted { run_id: led.run_id });
+        report.run_id = Some(led.run_id);
+
+        let cx = Arc::new(RunCtx {
+            settings: s.clone(),
+            connect: self.connect.clone(),
+            sink: self.sink.clone(),
+            stop: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            failures: AtomicUsize::new(0),
+            max_failures: s.max_failures,
+            stop_reason: Mutex::new(None),
+            records: led.sender(),
+        });
+        {
+            // A weak reference: the run must not outlive its own end just
+            // because nobody pressed Ctrl-C.
+            let weak = Arc::downgrade(&cx);
+            tokio::spawn(async move {
+                shutdown.await;
+                if let Some(cx) = weak.upgrade() {
+                    cx.shutdown.store(true, Ordering::SeqCst);
+                    cx.halt(StopReason::Shutdown);
+                }
+            });
+        }
+
+        // Shared phase: completes before any tenant starts; a failure stops the run.
+        let mut shared_ok = true;
+        if let Some(st) = report.plan.shared.clone() {
+            let outcome = if st.state.is_refused() {
+                Some(refused(&st, Phase::Shared, &self.shared_set))
+            } else if st.state == SchemaState::UpToDate {
+                None
+            } else {
+                self.sink.emit(Event::PhaseStarted {
+                    phase: Phase::Shared,
+                    schemas: 1,
+                    jobs: 1,
+                });
+                let out = run_pool(
+                    cx.clone(),
+                    self.shared_set.clone(),
+                    Phase::Shared,
+                    vec![st.schema.clone()],
+                    1,
+                )
+                .await;
+                out.done.into_iter().next()
+            };
+            if let Some(o) = outcome {
+                if o.state.is_failure() {
+                    shared_ok = false;
+                }
+                if o.state == OutcomeState::Refused {
+                    cx.record_finished(&o);
+                    self.sink.emit(Event::SchemaFinished { outcome: o.clone() });
+                }
+                report.shared = Some(o);
+            }
+            if !shared_ok {
+                cx.halt(StopReason::SharedFailed);
+            }
+        }
+
+        // Tenant phase.
+        let mut work: Vec<String> = Vec::new();
+        for t in &report.plan.tenants {
+            if t.state.is_refused() {
+                let o = refused(t, Phase::Tenant, &self.tenant_set);
+                cx.record_finished(&o);
+                self.sink.emit(Event::SchemaFinished { outcome: o.clone() });
+                report.tenants.push(o);
+            } else if matches!(t.state, SchemaState::Behind | SchemaState::Missing) {
+                work.push(t.schema.clone());
+            }
+        }
+        if shared_ok && !work.is_empty() && !cx.stopped() {
+            let cap = (free - 1).max(0) as usize;
+            let mut jobs = s.jobs.min(work.len());
+            if jobs > cap {
+                if cap == 0 {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "the server has no free connections (max_connections {max}); close some sessions or raise max_connections"
+                        ),
+                    });
+                }
+                self.sink.emit(Event::Warning {
+                    message: format!(
+                        "--jobs {} exceeds the {cap} connections the server has free (max_connections {max}); using {cap}",
+                        s.jobs
+                    ),
+                });
+                jobs = cap;
+            }
+            let (canaries, rest) = work.split_at(opts.canary.min(work.len()));
+            self.sink.emit(Event::PhaseStarted {
+                phase: Phase::Tenant,
+                schemas: work.len(),
+                jobs,
+            });
+            if !canaries.is_empty() {
+                let out = run_pool(
+                    cx.clone(),
+                    self.tenant_set.clone(),
+                    Phase::Tenant,
+                    canaries.to_vec(),
+                    jobs.min(canaries.len()),
+                )
+                .await;
+                let all_ok =
+                    out.done.iter().all(|o| !o.state.is_failure()) && out.not_reached.is_empty();
+                report.tenants.extend(out.done);
+                report.not_reached.extend(out.not_reached);
+                if !all_ok {
+                    cx.halt(StopReason::CanaryFailed);
+                }
+            }
+            if cx.stopped() {
+                report.not_reached.extend(rest.iter().cloned());
+            } else {
+                let out = run_pool(
+                    cx.clone(),
+                    self.tenant_set.clone(),
+                    Phase::Tenant,
+                    rest.to_vec(),
+                    jobs,
+                )
+                .await;
+                report.tenants.extend(out.done);
+                report.not_reached.extend(out.not_reached);
+            }
+        } else if !work.is_empty() {
+            report.not_reached.extend(work);
+        }
+        report.stopped = *cx.stop_reason.lock().expect("stop reason lock");
+        report.duration_ms = started.elapsed().as_millis() as u64;
+
+        let failed = report.failures().count() as i64;
+        let totals = RunTotals {
+            total: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64,
+            ok: report
+                .shared
+                .iter()
+                .chain(&report.tenants)
+                .filter(|o| !o.state.is_failure())
+                .count() as i64
+                + report.tenants_up_to_date as i64,
+            failed,
+            skipped: report.not_reached.len() as i64,
+        };
+        let outcome = if report.stopped == Some(StopReason::Shutdown) {
+            "stopped"
+        } else if report.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        drop(cx);
+        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
+            .await?;
+        Ok(report)
+    }
+}
+
+fn refused(st: &SchemaStatus, phase: Phase, set: &MigrationSet) -> SchemaOutcome {
+    let mut o = SchemaOutcome::new(&st.schema, phase);
+    o.state = OutcomeState::Refused;
+    o.from_version = st.applied_version;
+    o.to_version = st.applied_version;
+    let mut msg = if st.problems.is_empty() {
+        st.detail
+            .clone()
+            .unwrap_or_else(|| st.state.label().to_string())
+    } else {
+        st.problems
+            .iter()
+            .map(|p| p.describe(set))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if st.state == SchemaState::Failed
+        && let Some(d) = &st.detail
+    {
+        msg.push_str(&format!(" (last failure: {d})"));
+    }
+    o.error = Some(msg);
+    o
+}
+
+/// What the workers of a run share.
+struct RunCtx {
+    /// Settings of the run.
+    settings: Settings,
+    /// How workers connect.
+    connect: PgConnectOptions,
+    /// Where events go.
+    sink: Arc<dyn EventSink>,
+    /// Set when no new schema may start.
+    stop: AtomicBool,
+    /// Set on Ctrl-C: also stops between migrations of one schema.
+    shutdown: AtomicBool,
+    /// Failed schemas so far.
+    failures: AtomicUsize,
+    /// Failures tolerated before stopping.
+    max_failures: usize,
+    /// The first reason the run stopped.
+    stop_reason: Mutex<Option<StopReason>>,
+    /// Queues ledger records.
+    records: LedgerSender,
+}
+
+impl RunCtx {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn halt(&self, reason: StopReason) {
+        let mut r = self.stop_reason.lock().expect("stop reason lock");
+        if r.is_none() {
+            *r = Some(reason);
+            self.sink.emit(Event::Stopping { reason });
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn record_finished(&self, o: &SchemaOutcome) {
+        self.records.record(Record::finished(o));
+    }
+}
+
+struct PoolOutcome {
+    done: Vec<SchemaOutcome>,
+    not_reached: Vec<String>,
+}
+
+/// Hands `names` to `jobs` workers from one queue; each worker holds one
+/// connection for its whole life (reconnecting only after a broken one).
+async fn run_pool(
+    cx: Arc<RunCtx>,
+    set: Arc<MigrationSet>,
+    phase: Phase,
+    names: Vec<String>,
+    jobs: usize,
+) -> PoolOutcome {
+    let queue = Arc::new(Mutex::new(VecDeque::from(names)));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..jobs.max(1) {
+        let (cx, set, queue, done) = (cx.clone(), set.clone(), queue.clone(), done.clone());
+        workers.spawn(async move {
+            let mut conn: Option<PgConnection> = None;
+            loop {
+                if cx.stopped() {
+                    break;
+                }
+                let Some(schema) = queue.lock().expect("queue lock").pop_front() else {
+                    break;
+                };
+                cx.sink.emit(Event::SchemaStarted {
+                    phase,
+                    schema: schema.clone(),
+                });
+                cx.records.record(Record::started(&schema, phase));
+                let started = Instant::now();
+                let mut outcome = SchemaOutcome::new(&schema, phase);
+                if conn.is_none() {
+                    match db::connect(&cx.connect).await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => outcome.error = Some(format!("cannot connect: {e}")),
+                    }
+                }
+                let mut broken = conn.is_none();
+                if let Some(c) = conn.as_mut() {
+                    broken = migrate_schema(c, &cx, &set, phase, &schema, &mut outcome).await;
+                }
+                if broken && let Some(c) = conn.take() {
+                    // Closing the connection makes the server drop its
+                    // locks and roll back whatever it had open.
+                    let _ = c.close().await;
+                }
+                outcome.duration_ms = started.elapsed().as_millis() as u64;
+                if outcome.state.is_failure() && outcome.state != OutcomeState::Stopped {
+                    let n = cx.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n > cx.max_failures {
+                        cx.halt(StopReason::MaxFailures);
+                    }
+                }
+                cx.record_finished(&outcome);
+                cx.sink.emit(Event::SchemaFinished {
+                    outcome: outcome.clone(),
+                });
+                done.lock().expect("outcome lock").push(outcome);
+            }
+            if let Some(c) = conn {
+                let _ = c.close().await;
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    let not_reached = queue.lock().expect("queue lock").drain(..).collect();
+    let done = std::mem::take(&mut *done.lock().expect("outcome lock"));
+    PoolOutcome { done, not_reached }
+}
+
+/// A step that failed: which migration, which statement, and why.
+#[derive(Debug)]
+struct StepError {
+    version: Option<i64>,
+    statement: Option<String>,
+    source: sqlx::Error,
+}
+
+impl StepError {
+    fn plain(source: sqlx::Error) -> Self {
+        StepError {
+            version: None,
+            statement: None,
+            source,
+        }
+    }
+}
+
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03")
+}
+
+fn severity_word(s: sqlx::postgres::PgSeverity) -> &'static str {
+    use sqlx::postgres::PgSeverity::*;
+    match s {
+        Panic => "PANIC",
+        Fatal => "FATAL",
+        Error => "ERROR",
+        Warning => "WARNING",
+        Notice => "NOTICE",
+        Debug => "DEBUG",
+        Info => "INFO",
+        Log => "LOG",
+    }
+}
+
+/// The error's message with PostgreSQL's detail and hint when present.
+pub(crate) fn describe_db_error(e: &sqlx::Error) -> String {
+    if let Some(pg) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    {
+        let mut s = format!("{}: {}", severity_word(pg.severity()), pg.message());
+        if let Some(d) = pg.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = pg.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        s.push_str(&format!(" [SQLSTATE {}]", pg.code()));
+        s
+    } else {
+        e.to_string()
+    }
+}
+
+/// Migrates one schema on `conn`. Returns true when the connection must be
+/// dropped (it may still hold the schema's lock or an open transaction).
+async fn migrate_schema(
+    conn: &mut PgConnection,
+    cx: &RunCtx,
+    set: &MigrationSet,
+    phase: Phase,
+    schema: &str,
+    out: &mut SchemaOutcome,
+) -> bool {
+    let s = &cx.settings;
+    match db::lock_with_deadline(conn, schema, s.lock_wait).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let holder = db::lock_holder(conn, schema).await.ok().flatten();
+            out.error = Some(format!(
+                "schema {schema} stayed locked by another tenantmig process{} for {}; rerun when it has finished",
+                holder
+                    .map(|p| format!(" (backend pid {p})"))
+                    .unwrap_or_default(),
+                humantime::format_duration(s.lock_wait)
+            ));
+            return false;
+        }
+        Err(e) => {
+            out.error = Some(format!(
+                "while locking schema {schema}: {}",
+                describe_db_error(&e)
+            ));
+            return true;
+        }
+    }
+    let result = migrate_locked(conn, cx, set, phase, schema, out).await;
+    if let Err(e) = result {
+        out.state = OutcomeState::Failed;
+        let what = match e.version {
+            Some(v) => {
+                let desc = set
+                    .index_of(v)
+                    .map(|i| set.migrations[i].description.as_str())
+                    .unwrap_or("");
+                format!(
+                    "while applying {} ({desc}) to schema {schema}",
+                    set.fmt_version(v)
+                )
+            }
+            None => format!("while migrating schema {schema}"),
+        };
+        out.error = Some(format!("{what}: {}", describe_db_error(&e.source)));
+        out.failed_version = e.version;
+        out.failed_statement = e.statement;
+    }
+    // Always give the schema back: reset the session, release the lock. If
+    // that fails, the caller drops the connection, which releases it too.
+    let cleanup = async {
+        db::reset_session(conn).await?;
+        db::unlock(conn, schema).await
+    }
+    .await;
+    !matches!(cleanup, Ok(true))
+}
+
+async fn migrate_locked(
+    conn: &mut PgConnection,
+    cx: &RunCtx,
+    set: &MigrationSet,
+    phase: Phase,
+    schema: &str,
+    out: &mut SchemaOutcome,
+) -> Result<(), StepError> {
+    let s = &cx.settings;
+    if !db::schema_exists(conn, schema)
+        .await
+        .map_err(StepError::plain)?
+    {
+        if phase == Phase::Tenant && !s.create_missing_schemas {
+            out.state = OutcomeState::Failed;
+            out.error = Some(format!(
+                "schema {schema} does not exist and create_missing_schemas is false; create it or set create_missing_schemas = true"
+            ));
+            return Ok(());
+        }
+        db::create_schema(conn, schema)
+            .await
+            .map_err(StepError::plain)?;
+    }
+    db::set_session(
+        conn,
+        schema,
+        &s.shared_schema,
+        s.lock_timeout,
+        s.statement_timeout,
+    )
+    .await
+    .map_err(StepError::plain)?;
+    db::ensure_history_table(conn, schema, &s.history_table)
+        .await
+        .map_err(StepError::plain)?;
+    // Read again under the lock: the bulk read may be stale by now.
+    let st = db::read_status(conn, schema, &s.history_table, set)
+        .await
+        .map_err(StepError::plain)?;
+    out.from_version = st.applied_version;
+    out.to_version = st.applied_version;
+    if st.state.is_refused() {
+        let r = refused(&st, phase, set);
+        out.state = r.state;
+        out.error = r.error;
+        return Ok(());
+    }
+    let pending: Vec<&Migration> = st
+        .pending
+        .iter()
+        .filter_map(|v| set.index_of(*v).map(|i| &set.migrations[i]))
+        .collect();
+    if pending.is_empty() {
+        out.state = OutcomeState::UpToDate;
+        return Ok(());
+    }
+    for group in groups(&pending, s.transaction_mode) {
+        if cx.shutdown.load(Ordering::SeqCst) {
+            out.state = OutcomeState::Stopped;
+            out.error = Some("interrupted before the next migration; rerun to finish".into());
+            return Ok(());
+        }
+        let mut attempt = 0u32;
+        let applied = loop {
+            attempt += 1;
+            out.attempts = attempt;
+            let r = if group[0].no_tx {
+                apply_no_tx(conn, schema, &s.history_table, group[0]).await
+            } else {
+                apply_group(conn, schema, &s.history_table, &group).await
+            };
+            match r {
+                Ok(a) => break a,
+                Err(e)
+                    if is_lock_timeout(&e.source)
+                        && !group[0].no_tx
+                        && attempt <= s.lock_retries =>
+                {
+                    let pause = s.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::warn!(schema, attempt, "lock_timeout hit; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        for (v, d) in applied {
+            out.applied.push(v);
+            out.to_version = out.to_version.max(Some(v));
+            cx.sink.emit(Event::MigrationApplied {
+                schema: schema.to_string(),
+                version: v,
+                duration_ms: d.as_millis() as u64,
+            });
+        }
+    }
+    out.state = OutcomeState::Succeeded;
+    Ok(())
+}
+
+/// Splits pending migrations into units that each run in one go: a
+/// `-- no-transaction` file alone; transactional files one by one, or
+/// consecutive ones together with [`TransactionMode::PerSchema`].
+fn groups<'a>(pending: &[&'a Migration], mode: TransactionMode) -> Vec<Vec<&'a Migration>> {
+    let mut out: Vec<Vec<&Migration>> = Vec::new();
+    for m in pending {
+        let join = mode == TransactionMode::PerSchema
+            && !m.no_tx
+            && out.last().is_some_and(|g| !g[0].no_tx);
+        if join {
+            out.last_mut().expect("last group").push(m);
+        } else {
+            out.push(vec![m]);
+        }
+    }
+    out
+}
+
+/// Applies transactional migrations in one transaction, each with its
+/// history row: the SQL and its row commit together, so a migration never
+/// runs twice and a schema is never left half-migrated.
+async fn apply_group(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    group: &[&Migration],
+) -> Result<Vec<(i64, Duration)>, StepError> {
+    let mut tx = conn.begin().await.map_err(StepError::plain)?;
+    let mut applied = Vec::with_capacity(group.len());
+    for m in group {
+        let t0 = Instant::now();
+        if let Err(e) = db::execute_script(&mut tx, &m.sql).await {
+            let _ = tx.rollback().await;
+            return Err(StepError {
+                version: Some(m.version),
+                statement: None,
+                source: e,
+            });
+        }
+        let took = t0.elapsed();
+        if let Err(e) =
+            db::insert_history(&mut tx, schema, table, m, true, took.as_nanos() as i64).await
+        {
+            let _ = tx.rollback().await;
+            return Err(StepError {
+                version: Some(m.version),
+                statement: None,
+                source: e,
+            });
+        }
+        applied.push((m.version, took));
+    }
+    tx.commit().await.map_err(|e| StepError {
+        version: group.last().map(|m| m.version),
+        statement: None,
+        source: e,
+    })?;
+    Ok(applied)
+}
+
+/// Applies a `-- no-transaction` file: its row is recorded with
+/// success = false first, each statement runs on its own, and the row turns
+/// true only at the end. A failure or a kill leaves the false row, which
+/// later runs refuse until `tenantmig repair`.
+async fn apply_no_tx(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    m: &Migration,
+) -> Result<Vec<(i64, Duration)>, StepError> {
+    let err = |statement: Option<String>| {
+        move |source| StepError {
+            version: Some(m.version),
+            statement,
+            source,
+        }
+    };
+    db::insert_history(conn, schema, table, m, false, -1)
+        .await
+        .map_err(err(None))?;
+    let t0 = Instant::now();
+    for stmt in split_statements(&m.sql) {
+        db::execute_script(conn, &stmt.sql)
+            .await
+            .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
+    }
+    let took = t0.elapsed();
+    db::mark_success(conn, schema, table, m.version, took.as_nanos() as i64)
+        .await
+        .map_err(err(None))?;
+    Ok(vec![(m.version, took)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_transaction_files_split_groups_and_per_migration_mode_never_groups() {
+        let a = Migration::new(1, "a", "select 1");
+        let b = Migration::new(2, "b", "select 2");
+        let c = Migration::new(3, "c", "-- no-transaction\nselect 3");
+        let d = Migration::new(4, "d", "select 4");
+        let p = vec![&a, &b, &c, &d];
+        let g: Vec<Vec<i64>> = groups(&p, TransactionMode::PerSchema)
+            .iter()
+            .map(|g| g.iter().map(|m| m.version).collect())
+            .collect();
+        assert_eq!(g, vec![vec![1, 2], vec![3], vec![4]]);
+        assert_eq!(groups(&p, TransactionMode::PerMigration).len(), 4);
+    }
+}

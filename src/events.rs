@@ -1,0 +1,220 @@
+//! Events the engine emits while it works, and the outcome of one schema.
+//!
+//! The engine never prints: it hands events to an [`EventSink`], and the
+//! [`crate::output`] module turns them into progress bars, lines or JSON.
+
+use serde::Serialize;
+
+/// Which phase of a run a schema belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The shared schema, migrated once, first.
+    Shared,
+    /// A tenant schema.
+    Tenant,
+}
+
+impl Phase {
+    /// `shared` or `tenant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Shared => "shared",
+            Phase::Tenant => "tenant",
+        }
+    }
+}
+
+/// How one schema ended in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeState {
+    /// Every pending migration was applied.
+    Succeeded,
+    /// Nothing was pending once the schema was locked.
+    UpToDate,
+    /// A migration failed; the schema is at `to_version`.
+    Failed,
+    /// Refused before anything ran (bad history, invalid name).
+    Refused,
+    /// Stopped between migrations by a shutdown request.
+    Stopped,
+}
+
+impl OutcomeState {
+    /// The word stored in the ledger and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeState::Succeeded => "succeeded",
+            OutcomeState::UpToDate => "up_to_date",
+            OutcomeState::Failed => "failed",
+            OutcomeState::Refused => "refused",
+            OutcomeState::Stopped => "stopped",
+        }
+    }
+
+    /// True for the states that make a run's exit code non-zero.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            OutcomeState::Failed | OutcomeState::Refused | OutcomeState::Stopped
+        )
+    }
+}
+
+/// The outcome of one schema in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaOutcome {
+    /// The schema.
+    pub schema: String,
+    /// Shared or tenant.
+    pub phase: Phase,
+    /// How it ended.
+    pub state: OutcomeState,
+    /// Highest applied version before the run touched it.
+    pub from_version: Option<i64>,
+    /// Highest applied version afterwards.
+    pub to_version: Option<i64>,
+    /// Versions applied by this run, in order.
+    pub applied: Vec<i64>,
+    /// What went wrong, for failed and refused schemas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The version that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<i64>,
+    /// The statement that failed, for `-- no-transaction` files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_statement: Option<String>,
+    /// Tries of the failing or last step (more than 1 after lock-timeout retries).
+    pub attempts: u32,
+    /// Wall time spent on this schema, lock wait included.
+    pub duration_ms: u64,
+}
+
+impl SchemaOutcome {
+    /// A fresh outcome, to be filled in.
+    pub fn new(schema: impl Into<String>, phase: Phase) -> Self {
+        SchemaOutcome {
+            schema: schema.into(),
+            phase,
+            state: OutcomeState::Failed,
+            from_version: None,
+            to_version: None,
+            applied: Vec::new(),
+            error: None,
+            failed_version: None,
+            failed_statement: None,
+            attempts: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// Why a run stopped starting new schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// More failures than `--max-failures` allows.
+    MaxFailures,
+    /// A canary tenant did not succeed.
+    CanaryFailed,
+    /// The shared phase failed.
+    SharedFailed,
+    /// Ctrl-C or another shutdown request.
+    Shutdown,
+}
+
+impl StopReason {
+    /// A sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::MaxFailures => {
+                "more tenants failed than --max-failures allows; no new tenant was started"
+            }
+            StopReason::CanaryFailed => {
+                "a canary tenant did not succeed; the other tenants were not started"
+            }
+            StopReason::SharedFailed => "the shared schema failed; no tenant was started",
+            StopReason::Shutdown => {
+                "interrupted; in-flight migrations finished and nothing new was started"
+            }
+        }
+    }
+}
+
+/// Something that happened during a command.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Something the operator should know that does not stop the command.
+    Warning {
+        /// The message.
+        message: String,
+    },
+    /// The run's id in the ledger.
+    RunStarted {
+        /// The id.
+        run_id: i64,
+    },
+    /// A phase begins.
+    PhaseStarted {
+        /// Which phase.
+        phase: Phase,
+        /// Schemas with work to do.
+        schemas: usize,
+        /// Workers (connections) used.
+        jobs: usize,
+    },
+    /// A worker took a schema.
+    SchemaStarted {
+        /// Which phase.
+        phase: Phase,
+        /// The schema.
+        schema: String,
+    },
+    /// A migration was committed in a schema.
+    MigrationApplied {
+        /// The schema.
+        schema: String,
+        /// The version.
+        version: i64,
+        /// Time the migration's SQL took.
+        duration_ms: u64,
+    },
+    /// A schema is done, one way or another.
+    SchemaFinished {
+        /// Its outcome.
+        outcome: SchemaOutcome,
+    },
+    /// The run stops starting new schemas.
+    Stopping {
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// Receives the engine's events. Implementations must be cheap: they are
+/// called from the workers.
+pub trait EventSink: Send + Sync {
+    /// Handles one event.
+    fn emit(&self, event: Event);
+}
+
+/// A sink that drops everything (for library users who only want reports).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: Event) {}
+}
+
+/// A sink that keeps every event (handy in tests).
+#[derive(Debug, Default)]
+pub struct CollectEvents(pub std::sync::Mutex<Vec<Event>>);
+
+impl EventSink for CollectEvents {
+    fn emit(&self, event: Event) {
+        self.0.lock().expect("event list lock").push(event);
+    }
+}

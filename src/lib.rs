@@ -1,0 +1,56 @@
+//! tenantmig: PostgreSQL schema migrations for schema-per-tenant SaaS.
+//!
+//! Shared migrations run once, in the shared schema; tenant migrations fan
+//! out concurrently across every tenant schema, each under its own advisory
+//! lock, with per-tenant isolation and a run ledger. The history table in
+//! each schema has sqlx's `_sqlx_migrations` layout and SHA-384 checksums, so
+//! sqlx-cli and tenantmig agree on every schema.
+//!
+//! The library is usable on its own: an application can run the same
+//! orchestration at start-up.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tenantmig::Error> {
+//! use std::sync::Arc;
+//! use tenantmig::{Engine, MigrateOptions, NoEvents, Selection, Settings};
+//!
+//! let settings = Settings::load(None)?;
+//! let engine = Engine::new(settings, &Selection::all(), Arc::new(NoEvents))?;
+//! let opts = MigrateOptions { selection: Selection::all(), ..Default::default() };
+//! let report = engine.migrate(&opts, std::future::pending()).await?;
+//! assert!(report.is_success());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`migration`]: migration files and sets (plain data, checksums, statement splitting).
+//! - [`state`]: a schema's state from its history rows (a pure function).
+//! - [`config`]: settings from `tenantmig.toml`, `TENANTMIG_*` and flags.
+//! - [`ident`]: schema name validation and quoting.
+//! - `db`: every SQL statement about schemas, history tables and locks.
+//! - [`tenants`]: tenant sources (query, pattern, registry, command line).
+//! - [`ledger`]: the control schema, run ledger and registry.
+//! - [`engine`]: status, plan and migrate; emits [`Event`]s.
+//! - [`output`]: human and JSON printers of events and reports.
+
+pub mod config;
+mod db;
+pub mod engine;
+mod error;
+pub mod events;
+pub mod ident;
+pub mod ledger;
+pub mod migration;
+pub mod output;
+pub mod repair;
+pub mod state;
+pub mod tenants;
+
+pub use config::{Settings, TransactionMode};
+pub use engine::{Engine, MigrateOptions, RunReport, Selection, StatusReport};
+pub use error::{Error, Result};
+pub use events::{
+    CollectEvents, Event, EventSink, NoEvents, OutcomeState, Phase, SchemaOutcome, StopReason,
+};
+pub use migration::{Migration, MigrationSet};
+pub use state::{SchemaState, SchemaStatus};

@@ -1,0 +1,468 @@
+//! The `tenantmig` command line: a thin layer over the library. `main` only
+//! maps `run()`'s result to an exit code: 0 all done, 1 some schemas failed
+//! or were not reached (or, for `status`, are not up to date), 2 usage,
+//! configuration or connection error.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tenantmig::output::{self, Format, HumanEvents, JsonEvents};
+use tenantmig::{Engine, Error, EventSink, MigrateOptions, NoEvents, Selection, Settings};
+
+/// PostgreSQL schema migrations for schema-per-tenant SaaS: shared
+/// migrations once, tenant migrations fanned out across every tenant schema.
+#[derive(Debug, Parser)]
+#[command(name = "tenantmig", version, about, long_about = None, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 all done; 1 some schemas failed, were refused or not reached (status: not all up to date); 2 usage, configuration or connection error.";
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file [default: ./tenantmig.toml when it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// PostgreSQL URL (overrides database_url, DATABASE_URL and TENANTMIG_DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// The shared schema [config: shared_schema; default: public].
+    #[arg(long, global = true, value_name = "SCHEMA")]
+    shared_schema: Option<String>,
+    /// Folder of the shared migrations [config: shared_migrations; default: shared].
+    #[arg(long, global = true, value_name = "DIR")]
+    shared_migrations: Option<PathBuf>,
+    /// Folder of the tenant migrations [config: tenant_migrations; default: tenant].
+    #[arg(long, global = true, value_name = "DIR")]
+    tenant_migrations: Option<PathBuf>,
+    /// Output format: human text (a progress bar on a terminal) or JSON.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors in the log output, and no progress bar.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending migrations: the shared schema first, then every tenant, concurrently.
+    Migrate(MigrateArgs),
+    /// Show what `migrate` would do (the same as `migrate --dry-run`).
+    Plan(PlanArgs),
+    /// Show each schema's applied version, pending count and state; exit 1 unless all are up to date.
+    Status(SelectArgs),
+    /// List the tenants and where the list came from.
+    Tenants(TenantFilter),
+    /// List recorded runs, or show one run's per-schema outcomes.
+    Runs(RunsArgs),
+    /// Clear the failed row a `-- no-transaction` migration left, after fixing the schema by hand.
+    Repair(RepairArgs),
+}
+
+/// Which tenants a command looks at.
+#[derive(Debug, Args, Clone)]
+struct TenantFilter {
+    /// Only this tenant schema (repeatable); replaces the configured tenant source.
+    #[arg(long = "tenant", value_name = "NAME")]
+    tenants: Vec<String>,
+    /// Leave this tenant schema out (repeatable).
+    #[arg(long, value_name = "NAME")]
+    exclude: Vec<String>,
+}
+
+/// Which schemas a command looks at.
+#[derive(Debug, Args, Clone)]
+struct SelectArgs {
+    /// Only the shared schema.
+    #[arg(long, conflicts_with_all = ["tenants_only", "tenants", "exclude"])]
+    shared_only: bool,
+    /// Only the tenant schemas.
+    #[arg(long)]
+    tenants_only: bool,
+    #[command(flatten)]
+    filter: TenantFilter,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            shared: !self.tenants_only && self.filter.tenants.is_empty(),
+            tenants: !self.shared_only,
+            tenant_names: self.filter.tenants.clone(),
+            exclude: self.filter.exclude.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Tenants migrated at once, one connection each [config: jobs; default: 4]; capped by the server's free connections.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Stop starting new tenants after more than N failures; in-flight ones finish [config: max_failures; default: 0 = stop at the first].
+    #[arg(long, value_name = "N")]
+    max_failures: Option<usize>,
+    /// Migrate N tenants first and go on only if all of them succeed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    canary: usize,
+    /// Show the plan (which schemas get which versions) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: also print the SQL of each pending migration.
+    #[arg(long, requires = "dry_run")]
+    sql: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Also print the SQL of each pending migration.
+    #[arg(long)]
+    sql: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    #[command(subcommand)]
+    show: Option<RunsCommand>,
+    /// How many runs to list, newest first.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// One run: command, start, end, outcome, and per schema the state, versions, error, duration and attempts.
+    Show {
+        /// The run's id (see `tenantmig runs`).
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Mark the failed migration as applied (it was completed by hand) instead of clearing its row so it runs again.
+    #[arg(long)]
+    mark_applied: bool,
+    /// Confirm: without it, repair only shows what it would change.
+    #[arg(long)]
+    yes: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Tool(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+        // A closed pipe (`tenantmig status | head`) is not an error.
+        Err(Failure::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Io(e)) => {
+            eprintln!("error: writing output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum Failure {
+    Tool(Error),
+    Io(io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Tool(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn init_logging(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let level = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("tenantmig={level},{level}").replace(",debug", ",info"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(output::LogWriter)
+        .try_init();
+}
+
+/// The command line, resolved into settings (config file, environment, flags).
+fn settings(g: &Global) -> Result<Settings, Error> {
+    let mut s = Settings::load(g.config.as_deref())?;
+    if let Some(u) = &g.database_url {
+        s.database_url = Some(u.clone());
+    }
+    if let Some(x) = &g.shared_schema {
+        s.shared_schema = x.clone();
+    }
+    if let Some(x) = &g.shared_migrations {
+        s.shared_migrations = x.clone();
+    }
+    if let Some(x) = &g.tenant_migrations {
+        s.tenant_migrations = x.clone();
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+fn sink(g: &Global) -> (Arc<dyn EventSink>, Option<Arc<HumanEvents>>) {
+    match g.format {
+        Format::Json => (Arc::new(JsonEvents::new(Box::new(io::stdout()))), None),
+        Format::Human => {
+            let terminal =
+                io::stderr().is_terminal() && !g.quiet && std::env::var_os("CI").is_none();
+            let h = Arc::new(HumanEvents::new(Box::new(io::stderr()), terminal));
+            (h.clone(), Some(h))
+        }
+    }
+}
+
+fn args_for_ledger() -> Vec<String> {
+    std::env::args().skip(1).collect()
+}
+
+/// Resolves Ctrl-C once; a second Ctrl-C exits at once (the server rolls
+/// back whatever was in flight when the connections drop).
+fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "interrupted: finishing in-flight migrations, starting nothing new (Ctrl-C again to abort now)"
+            );
+            let _ = tx.send(());
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("aborted: in-flight transactions are rolled back by the server");
+                std::process::exit(130);
+            }
+        }
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let g = &cli.global;
+    let stdout = &mut io::stdout().lock() as &mut dyn Write;
+    match &cli.command {
+        Command::Migrate(a) => {
+            let mut s = settings(g)?;
+            if let Some(j) = a.jobs {
+                if j == 0 {
+                    return Err(Error::Usage {
+                        message: "--jobs must be at least 1".into(),
+                    }
+                    .into());
+                }
+                s.jobs = j;
+            }
+            if let Some(m) = a.max_failures {
+                s.max_failures = m;
+            }
+            let selection = a.select.selection();
+            let (events, human) = sink(g);
+            let engine = Engine::new(
+                s,
+                &selection,
+                if a.dry_run {
+                    Arc::new(NoEvents)
+                } else {
+                    events
+                },
+            )?;
+            let opts = MigrateOptions {
+                selection,
+                canary: a.canary,
+                dry_run: a.dry_run,
+                args: args_for_ledger(),
+            };
+            let report = engine.migrate(&opts, ctrl_c()).await;
+            if let Some(h) = &human {
+                h.finish();
+            }
+            let report = report?;
+            if a.dry_run {
+                match g.format {
+                    Format::Json => output::json_line(stdout, &report.plan)?,
+                    Format::Human => output::plan_human(
+                        stdout,
+                        &report.plan,
+                        engine.shared_set(),
+                        engine.tenant_set(),
+                        a.sql,
+                    )?,
+                }
+                return Ok(0);
+            }
+            match g.format {
+                Format::Json => output::json_line(stdout, &report)?,
+                Format::Human => output::run_summary_human(stdout, &report)?,
+            }
+            Ok(if report.is_success() { 0 } else { 1 })
+        }
+        Command::Plan(a) => {
+            let selection = a.select.selection();
+            let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+            let plan = engine.plan(&selection).await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &plan)?,
+                Format::Human => output::plan_human(
+                    stdout,
+                    &plan,
+                    engine.shared_set(),
+                    engine.tenant_set(),
+                    a.sql,
+                )?,
+            }
+            Ok(0)
+        }
+        Command::Status(a) => {
+            let selection = a.selection();
+            let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+            let report = engine.status(&selection).await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &report)?,
+                Format::Human => {
+                    output::status_human(stdout, &report, engine.shared_set(), engine.tenant_set())?
+                }
+            }
+            Ok(if report.all_up_to_date() { 0 } else { 1 })
+        }
+        Command::Tenants(f) => {
+            let selection = Selection {
+                shared: false,
+                tenants: false,
+                tenant_names: f.tenants.clone(),
+                exclude: f.exclude.clone(),
+            };
+            let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+            let list = engine.tenants(&selection).await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &list)?,
+                Format::Human => output::tenants_human(stdout, &list)?,
+            }
+            Ok(if list.invalid.is_empty() { 0 } else { 1 })
+        }
+        Command::Runs(a) => {
+            let s = settings(g)?;
+            let control = s.control_schema.clone();
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            let mut conn = engine.connection().await?;
+            match &a.show {
+                None => {
+                    let runs = tenantmig::ledger::list_runs(&mut conn, &control, a.limit).await?;
+                    match g.format {
+                        Format::Json => output::json_line(stdout, &runs)?,
+                        Format::Human => output::runs_human(stdout, &runs)?,
+                    }
+                }
+                Some(RunsCommand::Show { id }) => {
+                    let (run, schemas) =
+                        tenantmig::ledger::show_run(&mut conn, &control, *id).await?;
+                    match g.format {
+                        Format::Json => output::json_line(
+                            stdout,
+                            &serde_json::json!({ "run": run, "schemas": schemas }),
+                        )?,
+                        Format::Human => output::run_detail_human(stdout, &run, &schemas)?,
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Repair(a) => {
+            let selection = a.select.selection();
+            let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+            let items = engine.repair_candidates(&selection).await?;
+            if items.is_empty() {
+                writeln!(
+                    stdout,
+                    "nothing to repair: no schema has a failed migration row"
+                )?;
+                return Ok(0);
+            }
+            let verb = if a.mark_applied {
+                "mark as applied"
+            } else {
+                "clear (so it runs again)"
+            };
+            for i in &items {
+                writeln!(
+                    stdout,
+                    "{} {}: failed migration {} — will {verb}{}",
+                    i.phase.as_str(),
+                    i.schema,
+                    i.version,
+                    i.detail
+                        .as_ref()
+                        .map(|d| format!("\n    last failure: {d}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            if !a.yes {
+                return Err(Error::Usage {
+                    message: format!(
+                        "repair changes history rows of {} schema(s); check each schema by hand first (e.g. drop an INVALID index left by CREATE INDEX CONCURRENTLY), then rerun with --yes to confirm",
+                        items.len()
+                    ),
+                }
+                .into());
+            }
+            let run = engine
+                .repair(&items, a.mark_applied, &args_for_ledger())
+                .await?;
+            writeln!(
+                stdout,
+                "repaired {} schema(s) (run {run}); run `tenantmig migrate` to continue",
+                items.len()
+            )?;
+            Ok(0)
+        }
+    }
+}

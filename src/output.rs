@@ -1,0 +1,726 @@
+//! Printing: events as a progress bar, plain lines or JSON lines, and the
+//! reports of each command in human or JSON form. Every printer writes to a
+//! `Write` it is given, so tests print into a `Vec<u8>`.
+
+use std::io::{self, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::engine::{RunReport, StatusReport};
+use crate::events::{Event, EventSink, OutcomeState, Phase};
+use crate::ledger::{RunSchema, RunSummary};
+use crate::migration::MigrationSet;
+use crate::state::SchemaState;
+use crate::tenants::TenantList;
+
+/// Output format of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Text for people; a progress bar on a terminal.
+    #[default]
+    Human,
+    /// JSON lines of events, then one JSON document with the result.
+    Json,
+}
+
+/// How many names a human listing shows before "… and N more".
+const NAMES_SHOWN: usize = 8;
+
+/// The progress bar in use, shared with the log writer so that log lines
+/// are printed above the bar instead of through it.
+static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+
+fn active_bar() -> &'static Mutex<Option<ProgressBar>> {
+    ACTIVE_BAR.get_or_init(|| Mutex::new(None))
+}
+
+/// A `tracing` writer that prints to stderr above the progress bar, if any.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let bar = active_bar().lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(bar) => bar.suspend(|| io::stderr().write_all(buf))?,
+            None => io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+/// Prints events for people: on a terminal a bar (done, failed, remaining,
+/// rate, ETA) and a line per failure; elsewhere a line per failure and a
+/// progress line every few seconds.
+pub struct HumanEvents {
+    out: Mutex<Box<dyn Write + Send>>,
+    terminal: bool,
+    state: Mutex<HumanState>,
+}
+
+#[derive(Default)]
+struct HumanState {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: usize,
+    failed: usize,
+    last_line: Option<std::time::Instant>,
+}
+
+impl HumanEvents {
+    /// A printer writing lines to `out`; `terminal` enables the bar.
+    pub fn new(out: Box<dyn Write + Send>, terminal: bool) -> Self {
+        HumanEvents {
+            out: Mutex::new(out),
+            terminal,
+            state: Mutex::new(HumanState::default()),
+        }
+    }
+
+    fn line(&self, st: &HumanState, text: &str) {
+        match &st.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let mut out = self.out.lock().expect("output lock");
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
+
+    /// Removes the bar (call before printing the summary).
+    pub fn finish(&self) {
+        let mut st = self.state.lock().expect("printer lock");
+        if let Some(bar) = st.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Ok(mut b) = active_bar().lock() {
+            *b = None;
+        }
+    }
+}
+
+impl EventSink for HumanEvents {
+    fn emit(&self, event: Event) {
+        let mut st = self.state.lock().expect("printer lock");
+        match event {
+            Event::Warning { message } => self.line(&st, &format!("warning: {message}")),
+            Event::RunStarted { run_id } => tracing::info!(run_id, "run started"),
+            Event::PhaseStarted {
+                phase: Phase::Shared,
+                ..
+            } => {}
+            Event::PhaseStarted {
+                phase: Phase::Tenant,
+                schemas,
+                jobs,
+            } => {
+                st.total = schemas;
+                if self.terminal {
+                    let bar = ProgressBar::with_draw_target(
+                        Some(schemas as u64),
+                        ProgressDrawTarget::stderr(),
+                    );
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} {bar:30} {pos}/{len} tenants {msg} | {per_sec} | ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar.set_message("0 failed");
+                    if let Ok(mut b) = active_bar().lock() {
+                        *b = Some(bar.clone());
+                    }
+                    st.bar = Some(bar);
+                } else {
+                    self.line(
+                        &st,
+                        &format!("migrating {schemas} tenants with {jobs} jobs"),
+                    );
+                }
+            }
+            Event::SchemaStarted { .. } | Event::MigrationApplied { .. } => {}
+            Event::SchemaFinished { outcome } => {
+                let failed = outcome.state.is_failure();
+                if outcome.phase == Phase::Tenant {
+                    st.done += 1;
+                    if failed {
+                        st.failed += 1;
+                    }
+                }
+                if failed {
+                    let what = match outcome.state {
+                        OutcomeState::Refused => "REFUSED",
+                        OutcomeState::Stopped => "STOPPED",
+                        _ => "FAILED",
+                    };
+                    self.line(
+                        &st,
+                        &format!(
+                            "{what} {}: {}",
+                            outcome.schema,
+                            outcome.error.as_deref().unwrap_or("")
+                        ),
+                    );
+                } else if outcome.phase == Phase::Shared {
+                    self.line(
+                        &st,
+                        &format!(
+                            "shared schema {}: {}",
+                            outcome.schema,
+                            outcome.state.as_str()
+                        ),
+                    );
+                }
+                if let Some(bar) = &st.bar {
+                    bar.inc(1);
+                    bar.set_message(format!("{} failed", st.failed));
+                } else if outcome.phase == Phase::Tenant && st.total > 0 {
+                    let due = st
+                        .last_line
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+                    if due && st.done < st.total {
+                        st.last_line = Some(std::time::Instant::now());
+                        let text = format!(
+                            "progress: {}/{} tenants, {} failed",
+                            st.done, st.total, st.failed
+                        );
+                        self.line(&st, &text);
+                    }
+                }
+            }
+            Event::Stopping { reason } => {
+                self.line(&st, &format!("stopping: {}", reason.describe()))
+            }
+        }
+    }
+}
+
+/// Prints every event as one JSON line.
+pub struct JsonEvents {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl JsonEvents {
+    /// A printer writing JSON lines to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonEvents {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl EventSink for JsonEvents {
+    fn emit(&self, event: Event) {
+        let mut out = self.out.lock().expect("output lock");
+        if serde_json::to_writer(&mut *out, &event).is_ok() {
+            let _ = writeln!(out);
+        }
+    }
+}
+
+/// Writes a value as one JSON line.
+pub fn json_line(w: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, value).map_err(io::Error::other)?;
+    writeln!(w)
+}
+
+fn names_list(names: &[&str]) -> String {
+    let mut s = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMES_SHOWN {
+        s.push_str(&format!(" … and {} more", names.len() - NAMES_SHOWN));
+    }
+    s
+}
+
+fn versions(set: &MigrationSet, v: &[i64]) -> String {
+    let shown: Vec<String> = v
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|v| set.fmt_version(*v).to_string())
+        .collect();
+    let mut s = shown.join(", ");
+    if v.len() > NAMES_SHOWN {
+        s.push_str(&format!(" … ({} in all)", v.len()));
+    }
+    s
+}
+
+fn version_or_none(set: &MigrationSet, v: Option<i64>) -> String {
+    v.map(|v| set.fmt_version(v).to_string())
+        .unwrap_or_else(|| "none".into())
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `tenantmig status` for people: the shared schema, then tenants grouped
+/// by state ("9,996 up to date, 4 behind: t_0012 …").
+pub fn status_human(
+    w: &mut dyn Write,
+    r: &StatusReport,
+    shared_set: &MigrationSet,
+    tenant_set: &MigrationSet,
+) -> io::Result<()> {
+    if let Some(s) = &r.shared {
+        write!(
+            w,
+            "shared schema {}: {} (applied {}, head {}",
+            s.schema,
+            s.state.label(),
+            version_or_none(shared_set, s.applied_version),
+            version_or_none(shared_set, r.shared_head)
+        )?;
+        if !s.pending.is_empty() {
+            write!(w, ", pending {}", versions(shared_set, &s.pending))?;
+        }
+        writeln!(w, ")")?;
+        for p in &s.problems {
+            writeln!(w, "  {}", p.describe(shared_set))?;
+        }
+        if let Some(d) = &s.detail {
+            writeln!(w, "  {d}")?;
+        }
+    }
+    if let Some(source) = &r.source {
+        writeln!(
+            w,
+            "tenants: {} (from {source}; head {})",
+            thousands(r.tenants.len()),
+            version_or_none(tenant_set, r.tenant_head)
+        )?;
+        let groups = r.tenants_by_state();
+        let summary: Vec<String> = groups
+            .iter()
+            .rev()
+            .map(|(state, list)| format!("{} {}", thousands(list.len()), state.label()))
+            .collect();
+        if !summary.is_empty() {
+            writeln!(w, "  {}", summary.join(", "))?;
+        }
+        for (state, list) in &groups {
+            match state {
+                SchemaState::UpToDate => {}
+                SchemaState::Behind | SchemaState::Missing => {
+                    let names: Vec<&str> = list.iter().map(|t| t.schema.as_str()).collect();
+                    writeln!(w, "  {}: {}", state.label(), names_list(&names))?;
+                }
+                _ => {
+                    writeln!(w, "  {}:", state.label())?;
+                    for t in list.iter().take(50) {
+                        let why = if t.problems.is_empty() {
+                            t.detail.clone().unwrap_or_default()
+                        } else {
+                            t.problems
+                                .iter()
+                                .map(|p| p.describe(tenant_set))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        };
+                        writeln!(w, "    {}: {why}", t.schema)?;
+                        if t.state == SchemaState::Failed
+                            && let Some(d) = &t.detail
+                        {
+                            writeln!(w, "      last failure: {d}")?;
+                        }
+                    }
+                    if list.len() > 50 {
+                        writeln!(
+                            w,
+                            "    … and {} more (use --format json for all)",
+                            list.len() - 50
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plan of a migrate run for people, grouped by pending versions, with
+/// the SQL of each pending migration when `sql` is set.
+pub fn plan_human(
+    w: &mut dyn Write,
+    r: &StatusReport,
+    shared_set: &MigrationSet,
+    tenant_set: &MigrationSet,
+    sql: bool,
+) -> io::Result<()> {
+    let mut nothing = true;
+    if let Some(s) = &r.shared {
+        if s.state.is_refused() {
+            writeln!(
+                w,
+                "shared schema {}: refused ({})",
+                s.schema,
+                s.state.label()
+            )?;
+        } else if !s.pending.is_empty() {
+            nothing = false;
+            writeln!(
+                w,
+                "shared schema {}: {}",
+                s.schema,
+                versions(shared_set, &s.pending)
+            )?;
+        } else {
+            writeln!(w, "shared schema {}: up to date", s.schema)?;
+        }
+    }
+    let groups = r.plan_groups();
+    for (pending, names) in &groups {
+        nothing = false;
+        writeln!(
+            w,
+            "{} tenant{}: {} ({})",
+            thousands(names.len()),
+            if names.len() == 1 { "" } else { "s" },
+            versions(tenant_set, pending),
+            names_list(names)
+        )?;
+    }
+    let refused: Vec<&str> = r
+        .tenants
+        .iter()
+        .filter(|t| t.state.is_refused())
+        .map(|t| t.schema.as_str())
+        .collect();
+    if !refused.is_empty() {
+        writeln!(
+            w,
+            "{} tenants refused (see `tenantmig status`): {}",
+            refused.len(),
+            names_list(&refused)
+        )?;
+    }
+    let up = r
+        .tenants
+        .iter()
+        .filter(|t| t.state == SchemaState::UpToDate)
+        .count();
+    if r.source.is_some() {
+        writeln!(w, "{} tenants up to date", thousands(up))?;
+    }
+    if nothing {
+        writeln!(w, "nothing to migrate")?;
+    }
+    if sql {
+        let mut shown = std::collections::BTreeSet::new();
+        if let Some(s) = &r.shared {
+            for v in &s.pending {
+                if let Some(i) = shared_set.index_of(*v) {
+                    let m = &shared_set.migrations[i];
+                    writeln!(
+                        w,
+                        "\n-- shared {} {} ({})\n{}",
+                        shared_set.fmt_version(*v),
+                        m.description,
+                        m.path.display(),
+                        m.sql.trim_end()
+                    )?;
+                }
+            }
+        }
+        for (pending, _) in &groups {
+            for v in pending {
+                if shown.insert(*v)
+                    && let Some(i) = tenant_set.index_of(*v)
+                {
+                    let m = &tenant_set.migrations[i];
+                    let tx = if m.no_tx {
+                        "outside a transaction"
+                    } else {
+                        "in a transaction"
+                    };
+                    writeln!(
+                        w,
+                        "\n-- tenant {} {} ({}, {tx})\n{}",
+                        tenant_set.fmt_version(*v),
+                        m.description,
+                        m.path.display(),
+                        m.sql.trim_end()
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The end of a migrate run for people: counts, then every failure.
+pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
+    if let Some(s) = &r.shared
+        && !s.state.is_failure()
+    {
+        writeln!(
+            w,
+            "shared schema {}: {} ({} applied)",
+            s.schema,
+            s.state.as_str(),
+            s.applied.len()
+        )?;
+    }
+    let failed = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Failed)
+        .count();
+    let refused = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Refused)
+        .count();
+    let stopped = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Stopped)
+        .count();
+    writeln!(
+        w,
+        "{} tenants migrated, {} already up to date, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
+        thousands(r.tenants_migrated()),
+        thousands(
+            r.tenants_up_to_date
+                + r.tenants
+                    .iter()
+                    .filter(|o| o.state == OutcomeState::UpToDate)
+                    .count()
+        ),
+        failed,
+        refused,
+        stopped,
+        thousands(r.not_reached.len()),
+        r.duration_ms as f64 / 1000.0,
+        r.run_id
+            .map(|id| format!(" (run {id})"))
+            .unwrap_or_default()
+    )?;
+    let failures: Vec<_> = r.failures().collect();
+    if !failures.is_empty() {
+        writeln!(w, "failures:")?;
+        for o in failures {
+            writeln!(
+                w,
+                "  {} [{}]: {}",
+                o.schema,
+                o.state.as_str(),
+                o.error.as_deref().unwrap_or("")
+            )?;
+            if let Some(stmt) = &o.failed_statement {
+                writeln!(w, "    failed statement: {stmt}")?;
+            }
+        }
+    }
+    if !r.not_reached.is_empty() {
+        let names: Vec<&str> = r.not_reached.iter().map(String::as_str).collect();
+        writeln!(w, "not reached: {}", names_list(&names))?;
+    }
+    if let Some(reason) = r.stopped {
+        writeln!(w, "stopped: {}", reason.describe())?;
+    }
+    if !r.is_success() {
+        writeln!(
+            w,
+            "rerun `tenantmig migrate` to finish once the failures are fixed; `tenantmig runs show {}` has the details",
+            r.run_id.unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}
+
+/// `tenantmig tenants` for people.
+pub fn tenants_human(w: &mut dyn Write, l: &TenantList) -> io::Result<()> {
+    writeln!(
+        w,
+        "{} tenants from {}",
+        thousands(l.names.len()),
+        l.source.describe()
+    )?;
+    for n in &l.names {
+        writeln!(w, "{n}")?;
+    }
+    if !l.reserved.is_empty() {
+        writeln!(
+            w,
+            "left out (shared, control or system schema): {}",
+            l.reserved.join(", ")
+        )?;
+    }
+    if !l.excluded.is_empty() {
+        writeln!(w, "left out by --exclude: {}", l.excluded.join(", "))?;
+    }
+    for inv in &l.invalid {
+        writeln!(w, "rejected: {inv}")?;
+    }
+    Ok(())
+}
+
+fn fmt_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `tenantmig runs` for people.
+pub fn runs_human(w: &mut dyn Write, runs: &[RunSummary]) -> io::Result<()> {
+    if runs.is_empty() {
+        return writeln!(w, "no runs recorded yet");
+    }
+    writeln!(
+        w,
+        "{:>6}  {:<10} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
+        "id", "command", "started (UTC)", "took", "outcome", "ok", "failed", "skipped"
+    )?;
+    for r in runs {
+        let took = r
+            .finished_at
+            .map(|f| {
+                format!(
+                    "{:.1}s",
+                    (f - r.started_at).num_milliseconds() as f64 / 1000.0
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            w,
+            "{:>6}  {:<10} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
+            r.id,
+            r.command,
+            fmt_time(&r.started_at),
+            took,
+            r.outcome,
+            r.tenants_ok,
+            r.tenants_failed,
+            r.tenants_skipped
+        )?;
+    }
+    Ok(())
+}
+
+/// `tenantmig runs show ID` for people.
+pub fn run_detail_human(
+    w: &mut dyn Write,
+    run: &RunSummary,
+    schemas: &[RunSchema],
+) -> io::Result<()> {
+    writeln!(w, "run {}: {} {}", run.id, run.command, run.args)?;
+    writeln!(w, "  started  {}", fmt_time(&run.started_at))?;
+    writeln!(
+        w,
+        "  finished {}",
+        run.finished_at
+            .as_ref()
+            .map(fmt_time)
+            .unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(
+        w,
+        "  outcome  {} ({} ok, {} failed, {} not reached)",
+        run.outcome, run.tenants_ok, run.tenants_failed, run.tenants_skipped
+    )?;
+    if let Some(m) = &run.message {
+        writeln!(w, "  note     {m}")?;
+    }
+    writeln!(
+        w,
+        "{:<32} {:<7} {:<12} {:>6} {:>6} {:>9} {:>8}  error",
+        "schema", "phase", "state", "from", "to", "ms", "attempts"
+    )?;
+    let v = |x: Option<i64>| x.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    for s in schemas {
+        writeln!(
+            w,
+            "{:<32} {:<7} {:<12} {:>6} {:>6} {:>9} {:>8}  {}",
+            s.schema,
+            s.phase,
+            s.state,
+            v(s.from_version),
+            v(s.to_version),
+            v(s.duration_ms),
+            s.attempts,
+            s.error.as_deref().unwrap_or("")
+        )?;
+        if let Some(stmt) = &s.failed_statement {
+            writeln!(w, "{:<32} failed statement: {stmt}", "")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::Migration;
+    use crate::state::SchemaStatus;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(9996), "9,996");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn status_groups_tenants_by_state_instead_of_listing_them_all() {
+        let set = MigrationSet::from_migrations(vec![
+            Migration::new(1, "a", "x"),
+            Migration::new(2, "b", "y"),
+        ]);
+        let mut tenants = Vec::new();
+        for i in 0..1000 {
+            let mut st = SchemaStatus::missing(format!("t_{i:04}"), &set);
+            st.state = if i % 250 == 12 {
+                SchemaState::Behind
+            } else {
+                SchemaState::UpToDate
+            };
+            tenants.push(st);
+        }
+        let r = StatusReport {
+            shared: None,
+            tenants,
+            source: Some("test".into()),
+            shared_head: None,
+            tenant_head: Some(2),
+        };
+        let mut buf = Vec::new();
+        status_human(&mut buf, &r, &set, &set).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.contains("996 up to date, 4 behind"), "{text}");
+        assert!(
+            text.contains("behind: t_0012, t_0262, t_0512, t_0762"),
+            "{text}"
+        );
+        assert!(text.lines().count() < 10, "{text}");
+    }
+}

@@ -1,0 +1,112 @@
+//! `repair`: clearing the failed row a `-- no-transaction` migration left,
+//! once an operator has fixed the schema by hand.
+
+use serde::Serialize;
+
+use crate::db;
+use crate::engine::{Engine, Selection};
+use crate::error::{Error, Result};
+use crate::events::Phase;
+use crate::ledger::{Ledger, Record, RunTotals};
+use crate::state::{Problem, SchemaState};
+
+/// One failed history row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairItem {
+    /// The schema.
+    pub schema: String,
+    /// Shared or tenant.
+    pub phase: Phase,
+    /// The failed version.
+    pub version: i64,
+    /// What the ledger knows of the failure (error and statement).
+    pub detail: Option<String>,
+}
+
+impl Engine {
+    /// Failed (success = false) history rows in the selected schemas.
+    pub async fn repair_candidates(&self, selection: &Selection) -> Result<Vec<RepairItem>> {
+        let mut conn = self.connection().await?;
+        let report = self.status_with(&mut conn, selection).await?;
+        let mut items = Vec::new();
+        let all = report
+            .shared
+            .iter()
+            .map(|s| (s, Phase::Shared))
+            .chain(report.tenants.iter().map(|t| (t, Phase::Tenant)));
+        for (st, phase) in all {
+            if st.state != SchemaState::Failed {
+                continue;
+            }
+            for p in &st.problems {
+                if let Problem::Dirty { version } = p {
+                    items.push(RepairItem {
+                        schema: st.schema.clone(),
+                        phase,
+                        version: *version,
+                        detail: st.detail.clone(),
+                    });
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Clears (or, with `mark_applied`, marks applied) the given failed rows,
+    /// each schema under its advisory lock, and records a `repair` run.
+    pub async fn repair(
+        &self,
+        items: &[RepairItem],
+        mark_applied: bool,
+        args: &[String],
+    ) -> Result<i64> {
+        let s = &self.settings;
+        let mut conn = self.connection().await?;
+        self.ensure_control(&mut conn).await?;
+        let ledger_conn = self.connection().await?;
+        let led = Ledger::start(ledger_conn, &s.control_schema, "repair", args).await?;
+        let mut ok = 0i64;
+        for item in items {
+            if !db::lock_with_deadline(&mut conn, &item.schema, s.lock_wait)
+                .await
+                .map_err(Error::db(format!("locking schema {}", item.schema)))?
+            {
+                return Err(Error::Usage {
+                    message: format!(
+                        "schema {} is locked by a running migration; retry when it has finished",
+                        item.schema
+                    ),
+                });
+            }
+            let versions = [item.version];
+            let r = if mark_applied {
+                db::mark_failed_rows_applied(&mut conn, &item.schema, &s.history_table, &versions)
+                    .await
+            } else {
+                db::delete_failed_rows(&mut conn, &item.schema, &s.history_table, &versions).await
+            };
+            let _ = db::unlock(&mut conn, &item.schema).await;
+            r.map_err(Error::db(format!("repairing schema {}", item.schema)))?;
+            let mut rec = Record::started(&item.schema, item.phase);
+            rec.state = "succeeded".into();
+            rec.failed_version = Some(item.version);
+            rec.error = Some(if mark_applied {
+                format!("repair: version {} marked applied", item.version)
+            } else {
+                format!("repair: failed row of version {} cleared", item.version)
+            });
+            rec.finished_at = Some(chrono::Utc::now());
+            led.record(rec);
+            ok += 1;
+        }
+        let run_id = led.run_id;
+        let totals = RunTotals {
+            total: items.len() as i64,
+            ok,
+            failed: 0,
+            skipped: 0,
+        };
+        led.finish("succeeded", &totals, None).await?;
+        Ok(run_id)
+    }
+}

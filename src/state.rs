@@ -1,0 +1,376 @@
+//! The state of a schema, computed from its history rows against a
+//! migration set: a pure function, tested without a database.
+
+use serde::Serialize;
+
+use crate::migration::{MigrationSet, short_checksum};
+
+/// One row of a schema's history table, as far as checking needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRow {
+    /// The applied version.
+    pub version: i64,
+    /// The checksum recorded when it was applied.
+    pub checksum: Vec<u8>,
+    /// False while a `-- no-transaction` migration runs, or after it failed.
+    pub success: bool,
+}
+
+/// The state of one schema, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaState {
+    /// The name was refused (not a valid schema name).
+    InvalidName,
+    /// The schema does not exist.
+    Missing,
+    /// A `-- no-transaction` migration failed or was interrupted there.
+    Failed,
+    /// An applied migration's file was edited since.
+    ChecksumMismatch,
+    /// A version is applied that no local file has.
+    UnknownVersion,
+    /// Some migrations are pending.
+    Behind,
+    /// Every migration is applied.
+    UpToDate,
+}
+
+impl SchemaState {
+    /// The label used in human output.
+    pub fn label(self) -> &'static str {
+        match self {
+            SchemaState::InvalidName => "invalid name",
+            SchemaState::Missing => "missing schema",
+            SchemaState::Failed => "failed",
+            SchemaState::ChecksumMismatch => "checksum mismatch",
+            SchemaState::UnknownVersion => "unknown version applied",
+            SchemaState::Behind => "behind",
+            SchemaState::UpToDate => "up to date",
+        }
+    }
+
+    /// True for states a migration run refuses to touch.
+    pub fn is_refused(self) -> bool {
+        matches!(
+            self,
+            SchemaState::InvalidName
+                | SchemaState::Failed
+                | SchemaState::ChecksumMismatch
+                | SchemaState::UnknownVersion
+        )
+    }
+}
+
+/// Something wrong with a schema's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// The history row's checksum differs from the local file's.
+    ChecksumMismatch {
+        /// The version.
+        version: i64,
+        /// Hex checksum recorded in the schema.
+        applied: String,
+        /// Hex checksum of the local file.
+        local: String,
+    },
+    /// The history names a version no local file has.
+    UnknownVersion {
+        /// The version.
+        version: i64,
+    },
+    /// A row with success = false: a `-- no-transaction` migration failed
+    /// or was interrupted.
+    Dirty {
+        /// The version.
+        version: i64,
+    },
+}
+
+impl Problem {
+    /// A one-line description.
+    pub fn describe(&self, set: &MigrationSet) -> String {
+        match self {
+            Problem::ChecksumMismatch {
+                version,
+                applied,
+                local,
+            } => format!(
+                "migration {} was edited after it was applied: checksum applied {}…, file {}…",
+                set.fmt_version(*version),
+                &applied[..applied.len().min(16)],
+                &local[..local.len().min(16)]
+            ),
+            Problem::UnknownVersion { version } => format!(
+                "version {} is applied but no local migration file has it",
+                set.fmt_version(*version)
+            ),
+            Problem::Dirty { version } => format!(
+                "migration {} (no-transaction) failed or was interrupted; fix the schema by hand, then run `tenantmig repair`",
+                set.fmt_version(*version)
+            ),
+        }
+    }
+}
+
+/// What a schema's history says against the local migration set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaStatus {
+    /// The schema.
+    pub schema: String,
+    /// Its state.
+    pub state: SchemaState,
+    /// The highest successfully applied version.
+    pub applied_version: Option<i64>,
+    /// Versions of the set not yet applied, ascending.
+    pub pending: Vec<i64>,
+    /// What is wrong, when the state is a refused one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+    /// Extra detail (the failed statement of a dirty schema, a refusal reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl SchemaStatus {
+    /// A schema that does not exist: everything is pending.
+    pub fn missing(schema: impl Into<String>, set: &MigrationSet) -> Self {
+        SchemaStatus {
+            schema: schema.into(),
+            state: SchemaState::Missing,
+            applied_version: None,
+            pending: set.migrations.iter().map(|m| m.version).collect(),
+            problems: Vec::new(),
+            detail: None,
+        }
+    }
+
+    /// A name that was refused before any SQL.
+    pub fn invalid(schema: impl Into<String>, reason: String) -> Self {
+        SchemaStatus {
+            schema: schema.into(),
+            state: SchemaState::InvalidName,
+            applied_version: None,
+            pending: Vec::new(),
+            problems: Vec::new(),
+            detail: Some(reason),
+        }
+    }
+}
+
+/// Accumulates history rows of one schema and yields its [`SchemaStatus`].
+///
+/// Rows may come in any order. Memory is one flag per local migration while
+/// checking, and only the pending versions and problems afterwards.
+#[derive(Debug)]
+pub struct Checker<'a> {
+    set: &'a MigrationSet,
+    applied: Vec<bool>,
+    problems: Vec<Problem>,
+    max_applied: Option<i64>,
+}
+
+impl<'a> Checker<'a> {
+    /// Starts checking against `set`.
+    pub fn new(set: &'a MigrationSet) -> Self {
+        Checker {
+            set,
+            applied: vec![false; set.len()],
+            problems: Vec::new(),
+            max_applied: None,
+        }
+    }
+
+    /// Takes one history row into account.
+    pub fn push(&mut self, row: &AppliedRow) {
+        if !row.success {
+            self.problems.push(Problem::Dirty {
+                version: row.version,
+            });
+            return;
+        }
+        match self.set.index_of(row.version) {
+            None => self.problems.push(Problem::UnknownVersion {
+                version: row.version,
+            }),
+            Some(i) => {
+                let local = &self.set.migrations[i].checksum;
+                if *local != row.checksum {
+                    self.problems.push(Problem::ChecksumMismatch {
+                        version: row.version,
+                        applied: hex::encode(&row.checksum),
+                        local: hex::encode(local),
+                    });
+                }
+                self.applied[i] = true;
+                self.max_applied = self.max_applied.max(Some(row.version));
+            }
+        }
+    }
+
+    /// The schema's status.
+    pub fn finish(mut self, schema: impl Into<String>) -> SchemaStatus {
+        self.problems.sort_by_key(|p| match p {
+            Problem::Dirty { version } => (0, *version),
+            Problem::ChecksumMismatch { version, .. } => (1, *version),
+            Problem::UnknownVersion { version } => (2, *version),
+        });
+        let pending: Vec<i64> = self
+            .set
+            .migrations
+            .iter()
+            .zip(&self.applied)
+            .filter(|(_, a)| !**a)
+            .map(|(m, _)| m.version)
+            .collect();
+        let state = match self.problems.first() {
+            Some(Problem::Dirty { .. }) => SchemaState::Failed,
+            Some(Problem::ChecksumMismatch { .. }) => SchemaState::ChecksumMismatch,
+            Some(Problem::UnknownVersion { .. }) => SchemaState::UnknownVersion,
+            None if pending.is_empty() => SchemaState::UpToDate,
+            None => SchemaState::Behind,
+        };
+        SchemaStatus {
+            schema: schema.into(),
+            state,
+            applied_version: self.max_applied,
+            pending,
+            problems: self.problems,
+            detail: None,
+        }
+    }
+}
+
+/// Checks a schema's whole history at once (see [`Checker`]).
+pub fn check_schema(schema: &str, set: &MigrationSet, rows: &[AppliedRow]) -> SchemaStatus {
+    let mut c = Checker::new(set);
+    for r in rows {
+        c.push(r);
+    }
+    c.finish(schema)
+}
+
+/// A checksum mismatch as "applied abc…, file def…" for messages.
+pub fn mismatch_text(applied: &[u8], local: &[u8]) -> String {
+    format!(
+        "applied {}…, file {}…",
+        short_checksum(applied),
+        short_checksum(local)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::Migration;
+
+    fn set() -> MigrationSet {
+        MigrationSet::from_migrations(vec![
+            Migration::new(1, "a", "create table a();"),
+            Migration::new(2, "b", "create table b();"),
+            Migration::new(3, "c", "create table c();"),
+        ])
+    }
+
+    fn row(set: &MigrationSet, v: i64) -> AppliedRow {
+        AppliedRow {
+            version: v,
+            checksum: set.migrations[set.index_of(v).unwrap()].checksum.clone(),
+            success: true,
+        }
+    }
+
+    #[test]
+    fn a_schema_with_every_version_applied_is_up_to_date() {
+        let s = set();
+        let st = check_schema("t", &s, &[row(&s, 3), row(&s, 1), row(&s, 2)]);
+        assert_eq!(
+            (st.state, st.applied_version, st.pending.len()),
+            (SchemaState::UpToDate, Some(3), 0)
+        );
+    }
+
+    #[test]
+    fn missing_versions_are_pending_even_below_the_highest_applied() {
+        let s = set();
+        let st = check_schema("t", &s, &[row(&s, 1), row(&s, 3)]);
+        assert_eq!(
+            (st.state, st.pending.clone()),
+            (SchemaState::Behind, vec![2])
+        );
+    }
+
+    #[test]
+    fn an_edited_applied_migration_is_a_checksum_mismatch_with_both_sums() {
+        let s = set();
+        let mut r = row(&s, 2);
+        r.checksum = vec![0xab; 48];
+        let st = check_schema("t", &s, &[row(&s, 1), r]);
+        assert_eq!(st.state, SchemaState::ChecksumMismatch);
+        match &st.problems[0] {
+            Problem::ChecksumMismatch {
+                version,
+                applied,
+                local,
+            } => {
+                assert_eq!(*version, 2);
+                assert!(applied.starts_with("abab"));
+                assert_eq!(local, &hex::encode(&s.migrations[1].checksum));
+            }
+            p => panic!("{p:?}"),
+        }
+        assert!(st.state.is_refused());
+    }
+
+    #[test]
+    fn an_unknown_applied_version_is_reported() {
+        let s = set();
+        let st = check_schema(
+            "t",
+            &s,
+            &[
+                row(&s, 1),
+                AppliedRow {
+                    version: 9,
+                    checksum: vec![1],
+                    success: true,
+                },
+            ],
+        );
+        assert_eq!(st.state, SchemaState::UnknownVersion);
+        assert_eq!(st.problems, vec![Problem::UnknownVersion { version: 9 }]);
+    }
+
+    #[test]
+    fn a_false_row_makes_the_schema_failed_before_anything_else() {
+        let s = set();
+        let mut bad = row(&s, 2);
+        bad.checksum = vec![0; 48];
+        let st = check_schema(
+            "t",
+            &s,
+            &[
+                row(&s, 1),
+                bad,
+                AppliedRow {
+                    version: 3,
+                    checksum: s.migrations[2].checksum.clone(),
+                    success: false,
+                },
+            ],
+        );
+        assert_eq!(st.state, SchemaState::Failed);
+        assert_eq!(st.problems[0], Problem::Dirty { version: 3 });
+    }
+
+    #[test]
+    fn an_empty_history_has_everything_pending() {
+        let s = set();
+        let st = check_schema("t", &s, &[]);
+        assert_eq!(
+            (st.state, st.pending.clone(), st.applied_version),
+            (SchemaState::Behind, vec![1, 2, 3], None)
+        );
+    }
+}

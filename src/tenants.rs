@@ -1,0 +1,199 @@
+//! Finding the tenant list: a configured query, a name pattern over
+//! `pg_namespace`, the registry, or names given on the command line.
+
+use serde::Serialize;
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::ident::{InvalidName, qualified, validate_schema_name};
+
+/// Where a tenant list came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TenantSource {
+    /// `tenants.query` from the configuration.
+    Query {
+        /// The SQL.
+        sql: String,
+    },
+    /// `tenants.pattern`, a `LIKE` pattern over schema names.
+    Pattern {
+        /// The pattern.
+        pattern: String,
+    },
+    /// The registry table in the control schema.
+    Registry {
+        /// The qualified table.
+        table: String,
+    },
+    /// `--tenant` names on the command line.
+    CommandLine,
+}
+
+impl TenantSource {
+    /// A phrase for people ("tenants.query: SELECT …").
+    pub fn describe(&self) -> String {
+        match self {
+            TenantSource::Query { sql } => format!("tenants.query: {sql}"),
+            TenantSource::Pattern { pattern } => {
+                format!("tenants.pattern: schemas LIKE '{pattern}'")
+            }
+            TenantSource::Registry { table } => format!("the registry table {table}"),
+            TenantSource::CommandLine => "--tenant names on the command line".into(),
+        }
+    }
+}
+
+/// The resolved tenant list.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantList {
+    /// Where it came from.
+    pub source: TenantSource,
+    /// Valid tenant schema names, in the source's order, without duplicates.
+    pub names: Vec<String>,
+    /// Names the source gave that are not valid schema names.
+    pub invalid: Vec<InvalidName>,
+    /// Names left out because they are the shared, control or a system schema.
+    pub reserved: Vec<String>,
+    /// Names left out by `--exclude`.
+    pub excluded: Vec<String>,
+}
+
+/// Resolves the tenant list. `explicit` (`--tenant`) replaces the configured
+/// source; `exclude` (`--exclude`) removes names from the result.
+pub async fn resolve(
+    conn: &mut PgConnection,
+    settings: &Settings,
+    explicit: &[String],
+    exclude: &[String],
+) -> Result<TenantList> {
+    let (source, raw): (TenantSource, Vec<String>) = if !explicit.is_empty() {
+        (TenantSource::CommandLine, explicit.to_vec())
+    } else if let Some(sql) = &settings.tenants.query {
+        let trimmed = sql.trim().trim_end_matches(';');
+        // The query's first column, as text, whatever its type.
+        // language=SQL
+        let wrapped = format!("SELECT q.tenant_schema::text FROM ({trimmed}) AS q(tenant_schema)");
+        let rows = sqlx::raw_sql(AssertSqlSafe(wrapped))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::Config {
+                message: format!("tenants.query failed: {e}; the query must return tenant schema names in its first column"),
+            })?;
+        let mut names = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name: Option<String> = r
+                .try_get(0)
+                .map_err(Error::db("reading tenants.query rows"))?;
+            if let Some(n) = name {
+                names.push(n);
+            }
+        }
+        (TenantSource::Query { sql: sql.clone() }, names)
+    } else if let Some(pattern) = &settings.tenants.pattern {
+        // language=SQL
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname LIKE $1 ORDER BY 1",
+        )
+        .bind(pattern)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("listing schemas for tenants.pattern"))?;
+        (
+            TenantSource::Pattern {
+                pattern: pattern.clone(),
+            },
+            names,
+        )
+    } else {
+        let table = qualified(&settings.control_schema, "tenants");
+        // language=SQL
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::db("looking for the tenant registry"))?;
+        let names = if exists {
+            // language=SQL
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT schema_name FROM {table} ORDER BY schema_name"
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::db("reading the tenant registry"))?
+        } else {
+            Vec::new()
+        };
+        (TenantSource::Registry { table }, names)
+    };
+    Ok(sort_out(source, raw, settings, exclude))
+}
+
+/// Splits raw names into valid, invalid, reserved and excluded ones.
+pub fn sort_out(
+    source: TenantSource,
+    raw: Vec<String>,
+    settings: &Settings,
+    exclude: &[String],
+) -> TenantList {
+    let mut seen = std::collections::HashSet::new();
+    let mut list = TenantList {
+        source,
+        names: Vec::new(),
+        invalid: Vec::new(),
+        reserved: Vec::new(),
+        excluded: Vec::new(),
+    };
+    for name in raw {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if name == settings.shared_schema
+            || name == settings.control_schema
+            || name == "information_schema"
+            || name == "public" && settings.shared_schema == "public"
+        {
+            list.reserved.push(name);
+            continue;
+        }
+        if let Err(e) = validate_schema_name(&name) {
+            list.invalid.push(e);
+            continue;
+        }
+        if exclude.contains(&name) {
+            list.excluded.push(name);
+            continue;
+        }
+        list.names.push(name);
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_schema_and_bad_names_never_reach_the_tenant_list() {
+        let s = Settings::default();
+        let raw = [
+            "public",
+            "t1",
+            "x\"; drop schema public cascade; --",
+            "t2",
+            "t1",
+            "tenantmig",
+            "t3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let l = sort_out(TenantSource::CommandLine, raw, &s, &["t3".to_string()]);
+        assert_eq!(l.names, vec!["t1", "t2"]);
+        assert_eq!(l.reserved, vec!["public", "tenantmig"]);
+        assert_eq!(l.excluded, vec!["t3"]);
+        assert_eq!(l.invalid.len(), 1);
+        assert!(l.invalid[0].to_string().contains("drop schema"));
+    }
+}
