@@ -722,7 +722,10 @@ async fn run_pool(
                     let _ = c.close().await;
                 }
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
-                if outcome.state.is_failure() && outcome.state != OutcomeState::Stopped {
+                if phase == Phase::Tenant
+                    && outcome.state.is_failure()
+                    && outcome.state != OutcomeState::Stopped
+                {
                     let n = cx.failures.fetch_add(1, Ordering::SeqCst) + 1;
                     if n > cx.max_failures {
                         cx.halt(StopReason::MaxFailures);

@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests: every test gets its own
+//! database from `#[sqlx::test]`; these build settings, migration folders
+//! and engines against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::{Executor, PgPool, Row};
+use tempfile::TempDir;
+use tenantmig::{CollectEvents, Engine, MigrateOptions, RunReport, Selection, Settings};
+
+/// The URL of the test's own database (DATABASE_URL with its name swapped).
+pub fn url_of(pool: &PgPool) -> String {
+    let db = pool
+        .connect_options()
+        .get_database()
+        .expect("test database name")
+        .to_string();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must be set for the tests");
+    let mut u = url::Url::parse(&base).expect("DATABASE_URL parses");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// A folder of migration files.
+pub fn folder(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, sql) in files {
+        std::fs::write(dir.path().join(name), sql).expect("write migration");
+    }
+    dir
+}
+
+/// Writes (or overwrites) one file of a folder.
+pub fn write(dir: &Path, name: &str, sql: &str) {
+    std::fs::write(dir.join(name), sql).expect("write migration");
+}
+
+/// The repository's example folders.
+pub fn repo_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// Settings for a test database, with fast retries and short lock waits.
+pub fn settings(pool: &PgPool, shared: &Path, tenant: &Path) -> Settings {
+    Settings {
+        database_url: Some(url_of(pool)),
+        shared_migrations: shared.to_path_buf(),
+        tenant_migrations: tenant.to_path_buf(),
+        lock_wait: std::time::Duration::from_secs(20),
+        retry_backoff: std::time::Duration::from_millis(100),
+        ..Settings::default()
+    }
+}
+
+/// Tenant names t_01 … t_nn.
+pub fn tenants(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("t_{i:02}")).collect()
+}
+
+/// Selection of the shared schema plus the named tenants.
+pub fn select(names: &[String]) -> Selection {
+    Selection {
+        shared: true,
+        tenants: true,
+        tenant_names: names.to_vec(),
+        exclude: Vec::new(),
+    }
+}
+
+/// Runs `migrate` through the library, collecting events.
+pub async fn migrate(settings: &Settings, selection: Selection) -> (RunReport, Arc<CollectEvents>) {
+    migrate_with(settings, selection, 0).await
+}
+
+/// As [`migrate`], with canaries.
+pub async fn migrate_with(
+    settings: &Settings,
+    selection: Selection,
+    canary: usize,
+) -> (RunReport, Arc<CollectEvents>) {
+    let events = Arc::new(CollectEvents::default());
+    let engine = Engine::new(settings.clone(), &selection, events.clone()).expect("engine");
+    let opts = MigrateOptions {
+        selection,
+        canary,
+        dry_run: false,
+        args: vec!["test".into()],
+    };
+    let report = engine
+        .migrate(&opts, std::future::pending())
+        .await
+        .expect("migrate runs");
+    (report, events)
+}
+
+/// Applied versions of a schema's history, ascending, with their success flag.
+pub async fn history(pool: &PgPool, schema: &str) -> Vec<(i64, bool)> {
+    let sql =
+        format!("SELECT version, success FROM \"{schema}\"._sqlx_migrations ORDER BY version");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Does `schema.table` exist?
+pub async fn table_exists(pool: &PgPool, schema: &str, table: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL")
+        .bind(schema)
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .expect("to_regclass")
+}
+
+/// Runs SQL on the test database.
+pub async fn exec(pool: &PgPool, sql: &str) {
+    pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A scalar from the test database.
+pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The tenantmig binary, with a clean environment pointing at `url`.
+pub fn cli(url: &str, dir: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_tenantmig"));
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("CI", "true");
+    c
+}
