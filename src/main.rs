@@ -97,7 +97,7 @@ struct SelectArgs {
 impl SelectArgs {
     fn selection(&self) -> Selection {
         Selection {
-            shared: !self.tenants_only && self.filter.tenants.is_empty(),
+            shared: !self.tenants_only,
             tenants: !self.shared_only,
             tenant_names: self.filter.tenants.clone(),
             exclude: self.filter.exclude.clone(),
@@ -289,7 +289,10 @@ fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
-    let stdout = &mut io::stdout().lock() as &mut dyn Write;
+    // Not locked for the whole command: JSON events are written to stdout
+    // from the workers while it runs.
+    let mut out = io::stdout();
+    let stdout = &mut out as &mut dyn Write;
     match &cli.command {
         Command::Migrate(a) => {
             let mut s = settings(g)?;

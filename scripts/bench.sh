@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: how fast and how lean tenantmig is, on one server.
+#
+#   scripts/bench.sh                  # N=500, M=10000, throwaway cluster
+#   scripts/bench.sh 200              # N=200 (first argument, or N=...)
+#   N=1000 M=20000 RUNS=3 scripts/bench.sh
+#   DATABASE_URL=postgres://postgres@localhost/postgres scripts/bench.sh
+#
+# Builds the release binary (honours CARGO_TARGET_DIR, default target), finds
+# or starts PostgreSQL (scripts/pg.sh), then measures in one run:
+#
+#  (a) `tenantmig migrate --tenants-only --jobs J` of the example tenant set
+#      (tenant/) over N empty tenant schemas bench_00001..., found with
+#      TENANTMIG_TENANTS__PATTERN=bench_%, after the shared set (shared/) was
+#      migrated by `tenantmig migrate --shared-only` (timed separately, shown
+#      as extra information);
+#  (b) the raw baseline, in a second fresh database with the same N empty
+#      schemas and the shared set applied by psql: the same tenant SQL applied
+#      by J parallel psql processes (xargs -P J), one psql process per tenant:
+#      `SET search_path TO <tenant>, public`, every transactional file in ONE
+#      transaction (BEGIN; the files in version order; COMMIT, which is what
+#      psql --single-transaction does), then the `-- no-transaction` files
+#      outside a transaction, in the same psql process. Afterwards it checks
+#      that every tenant of both databases has every table and index the
+#      tenant set creates, and that both databases hold the same objects;
+#  (c) a no-op `tenantmig migrate` and `tenantmig status` over M up-to-date
+#      tenants of the light set (scripts/bench/light/), created beforehand by
+#      one `tenantmig migrate` with a tenants query naming light_00001...
+#      (the tool creates the missing schemas; this setup is timed and shown as
+#      extra information);
+#  (d) the peak RSS (/usr/bin/time -f %M) of (a), of the no-op migrate and of
+#      status.
+#
+# Then it prints the figures, the ratio a/b and the targets with PASS/FAIL:
+# a/b <= 1.0; no-op migrate and status over M tenants each < 2 s; peak RSS
+# < 100 MB.
+#
+# Variables:
+#   N=500        tenants for (a) and (b) (the first argument wins)
+#   M=10000      up-to-date tenants for (c)
+#   JOBS=4       tenantmig --jobs and psql processes of the baseline
+#   RUNS=1       runs of (a) and (b), each on freshly created databases; the
+#                best time counts, the highest RSS counts
+#   KEEP=1       keep the bench databases (tenantmig_bench_tool, _raw, _noop)
+#   STRICT=1     exit 1 when a target fails (default: exit 0 once measured)
+#   DATABASE_URL, TM_PG_KEEP, TM_PG_PORT: see scripts/pg.sh
+#
+# Any TENANTMIG_* variable of the calling environment is ignored (unset), so
+# that only the settings of this script apply. Exit: 0 measured (and, with
+# STRICT=1, every target met); 1 a step failed or a target failed (STRICT=1).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source-path=SCRIPTDIR/..
+source scripts/pg.sh
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+say() { printf '    %s\n' "$*" >&2; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+
+N=${1:-${N:-500}}
+M=${M:-10000}
+JOBS=${JOBS:-4}
+RUNS=${RUNS:-1}
+KEEP=${KEEP:-0}
+STRICT=${STRICT:-0}
+for v in N M JOBS RUNS; do
+    is_count "${!v}" || die "$v must be a positive integer, not '${!v}'"
+done
+((N <= 99999 && M <= 99999)) || die "N and M are at most 99999 (schema names have 5 digits)"
+
+TOOL_DB=tenantmig_bench_tool
+RAW_DB=tenantmig_bench_raw
+NOOP_DB=tenantmig_bench_noop
+SHARED_DIR=shared
+TENANT_DIR=tenant
+LIGHT_DIR=scripts/bench/light
+PATTERN='bench_%'
+# The light tenants are named by a query, so that `tenantmig migrate`
+# creates their schemas.
+LIGHT_QUERY="SELECT format('light_%s', lpad(g::text, 5, '0')) FROM generate_series(1, $M) AS g ORDER BY 1"
+HISTORY_TABLE=_sqlx_migrations # tenantmig's default history_table
+
+# Only this script's settings: no inherited TENANTMIG_* variable (a stray
+# TENANTMIG_TENANTS__QUERY next to the pattern would even be an error).
+while IFS= read -r var; do
+    unset "$var"
+done < <(compgen -e | grep '^TENANTMIG_' || true)
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (https://rustup.rs)"
+
+# GNU time, for the peak RSS (%M, in KB).
+if ! [[ -x /usr/bin/time ]] || ! /usr/bin/time -f '%M' true >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing GNU time (apt-get install time)"
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >&2 ||
+            die "apt-get install time failed"
+    else
+        die "/usr/bin/time (GNU time) is needed for the peak RSS; install the 'time' package"
+    fi
+fi
+
+step "cargo build --release"
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/tenantmig
+[[ -x $bin ]] || die "$bin was not built"
+
+tm_ensure_postgres
+ADMIN_URL=$TM_ADMIN_URL
+
+work=$(mktemp -d /tmp/tenantmig-bench.XXXXXX)
+# shellcheck disable=SC2317 # only called from the EXIT trap
+drop_dbs() {
+    local db
+    for db in "$TOOL_DB" "$RAW_DB" "$NOOP_DB"; do
+        psql "$ADMIN_URL" -Xq -v db="$db" >/dev/null 2>&1 \
+            <<<'DROP DATABASE IF EXISTS :"db" WITH (FORCE);' || true
+    done
+}
+# shellcheck disable=SC2317 # the EXIT trap
+cleanup() {
+    local rc=$?
+    if [[ $KEEP != 1 ]]; then
+        drop_dbs
+    elif [[ ${TM_PG_THROWAWAY:-0} == 1 && ${TM_PG_KEEP:-0} != 1 ]]; then
+        say "KEEP=1: the databases go with the throwaway cluster all the same (keep it too with TM_PG_KEEP=1)"
+    else
+        say "KEEP=1: kept the databases $TOOL_DB, $RAW_DB and $NOOP_DB"
+    fi
+    rm -rf -- "$work"
+    tm_stop_postgres
+    return "$rc"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- helpers
+
+# psql_q URL SQL: one value, no noise.
+psql_q() { psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
+
+# checkpoint URL: flush dirty buffers before a timed step so that a
+# checkpoint does not land in the middle of it (needs superuser or
+# pg_checkpoint; skipped otherwise).
+checkpoint() { psql "$1" -XAtq -c CHECKPOINT >/dev/null 2>&1 || true; }
+
+# now: seconds since the epoch, nanosecond resolution.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# timed LOG CMD...: runs CMD (stdout and stderr to LOG) under GNU time and
+# sets T_SECS (wall clock), T_KB (peak RSS) and T_RC (exit status).
+timed() {
+    local log=$1 start end
+    shift
+    start=$(now)
+    if /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$log" 2>&1; then
+        T_RC=0
+    else
+        T_RC=$?
+    fi
+    end=$(now)
+    T_SECS=$(elapsed "$start" "$end")
+    # time writes "Command exited with non-zero status N" first on failure.
+    T_KB=$(tail -n 1 "$work/rss")
+    [[ $T_KB =~ ^[0-9]+$ ]] || T_KB=0
+}
+
+# show_log LOG: the end of a failed step's output.
+show_log() {
+    say "last lines of $1:"
+    tail -n 25 "$1" | sed 's/^/      /' >&2
+}
+
+# shq WORD: WORD quoted for a shell when it needs it.
+shq() {
+    if [[ $1 =~ ^[A-Za-z0-9_./:@%=+,-]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
+# tool_cmd URL ENV=VALUE... -- ARGS...: sets TOOL_CMD to the tenantmig
+# command line with these settings, and TOOL_SHOW to it as shell text (the
+# password masked), to print so that a step can be reproduced by hand.
+tool_cmd() {
+    local url=$1 w
+    shift
+    local -a envs=("DATABASE_URL=$url")
+    while [[ $1 != -- ]]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    TOOL_CMD=(env "${envs[@]}" "$bin" "$@")
+    TOOL_SHOW="DATABASE_URL=$(shq "$(tm_mask_url "$url")")"
+    for w in "${envs[@]:1}"; do
+        TOOL_SHOW+=" ${w%%=*}=$(shq "${w#*=}")"
+    done
+    for w in "$bin" "$@"; do
+        TOOL_SHOW+=" $(shq "$w")"
+    done
+}
+
+# ordered_files DIR: "kind<TAB>path" per migration of DIR in version order;
+# kind is tx or notx (first line exactly `-- no-transaction`); .down.sql
+# files are left out.
+ordered_files() {
+    local dir=$1 f base
+    shopt -s nullglob
+    local files=("$dir"/*.sql)
+    shopt -u nullglob
+    [[ ${#files[@]} -gt 0 ]] || die "$dir has no .sql files"
+    for f in "${files[@]}"; do
+        base=${f##*/}
+        [[ $base == *.down.sql ]] && continue
+        [[ $base =~ ^([0-9]+)_ ]] || die "$f: no version prefix"
+        if [[ $(head -n 1 "$f") == "-- no-transaction" ]]; then
+            printf '%s\tnotx\t%s\n' "$((10#${BASH_REMATCH[1]}))" "$PWD/$f"
+        else
+            printf '%s\ttx\t%s\n' "$((10#${BASH_REMATCH[1]}))" "$PWD/$f"
+        fi
+    done | sort -n -k1,1 | cut -f2-
+}
+
+# create_schemas URL PREFIX COUNT: empty schemas PREFIX00001... in one
+# statement (a DO block; psql variables are not expanded inside its body, so
+# the prefix and count come in as custom settings).
+create_schemas() {
+    PGOPTIONS="-c bench.prefix=$2 -c bench.n=$3" psql "$1" -Xq -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DO $$
+DECLARE
+    prefix text := current_setting('bench.prefix');
+    n      int  := current_setting('bench.n')::int;
+BEGIN
+    FOR i IN 1..n LOOP
+        EXECUTE format('CREATE SCHEMA %I', prefix || lpad(i::text, 5, '0'));
+    END LOOP;
+END
+$$;
+SQL
+}
+
+# catalog URL: the objects of the bench_ schemas (minus tenantmig's history
+# table) with, for each, the number of schemas that have it.
+catalog() {
+    psql "$1" -XAtq -F ' ' -v ON_ERROR_STOP=1 -v h="$HISTORY_TABLE" <<'SQL'
+WITH s AS (
+    SELECT oid FROM pg_namespace WHERE nspname LIKE 'bench\_%'
+), obj AS (
+    SELECT s.oid AS ns, format('rel %s %s valid=%s', c.relname, c.relkind,
+                               coalesce(i.indisvalid::text, '-')) AS line
+    FROM s JOIN pg_class c ON c.relnamespace = s.oid
+    LEFT JOIN pg_index i ON i.indexrelid = c.oid
+    WHERE c.relname NOT LIKE :'h' || '%'
+    UNION ALL
+    SELECT s.oid, format('col %s.%s %s notnull=%s', c.relname, a.attname,
+                         format_type(a.atttypid, a.atttypmod), a.attnotnull)
+    FROM s JOIN pg_class c ON c.relnamespace = s.oid
+    JOIN pg_attribute a ON a.attrelid = c.oid
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relname NOT LIKE :'h' || '%'
+    UNION ALL
+    SELECT s.oid, format('con %s %s', con.conname, con.contype)
+    FROM s JOIN pg_constraint con ON con.connamespace = s.oid
+    WHERE con.conname NOT LIKE :'h' || '%'
+)
+SELECT count(DISTINCT ns), line FROM obj GROUP BY line ORDER BY line;
+SQL
+}
+
+# expected_relations DIR: names of the tables and indexes the set creates
+# (and does not drop again in a later file).
+expected_relations() {
+    local kind f
+    while IFS=$'\t' read -r kind f; do
+        sed -nE \
+            -e 's/^[[:space:]]*CREATE[[:space:]]+TABLE[[:space:]]+(IF[[:space:]]+NOT[[:space:]]+EXISTS[[:space:]]+)?([a-z_][a-z0-9_]*).*/+\2/Ip' \
+            -e 's/^[[:space:]]*CREATE[[:space:]]+(UNIQUE[[:space:]]+)?INDEX[[:space:]]+(CONCURRENTLY[[:space:]]+)?(IF[[:space:]]+NOT[[:space:]]+EXISTS[[:space:]]+)?([a-z_][a-z0-9_]*).*/+\4/Ip' \
+            -e 's/^[[:space:]]*DROP[[:space:]]+(TABLE|INDEX)[[:space:]]+(CONCURRENTLY[[:space:]]+)?(IF[[:space:]]+EXISTS[[:space:]]+)?([a-z_][a-z0-9_]*).*/-\4/Ip' \
+            "$f"
+    done < <(ordered_files "$1") | awk '
+        /^\+/ { n = substr($0, 2); if (!(n in set)) order[++k] = n; set[n] = 1 }
+        /^-/  { delete set[substr($0, 2)] }
+        END   { for (i = 1; i <= k; i++) if (order[i] in set) print order[i] }'
+}
+
+# check_tenants URL LABEL: every bench_ schema has every expected relation.
+check_tenants() {
+    local url=$1 label=$2 rel have
+    for rel in "${EXPECTED[@]}"; do
+        have=$(psql_q "$url" "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname LIKE 'bench\_%' AND c.relname = '$rel'")
+        [[ $have == "$N" ]] || die "$label: $rel exists in $have of the $N tenant schemas"
+    done
+}
+
+fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# verdict OK: PASS (OK is 1) or FAIL.
+verdict() { if [[ $1 == 1 ]]; then echo PASS; else echo FAIL; fi; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && echo 1 || echo 0; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }' && echo 1 || echo 0; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a > b) ? a : b }'; }
+
+# ---------------------------------------------------------------- server
+
+server_version=$(psql_q "$ADMIN_URL" 'SHOW server_version')
+max_locks=$(psql_q "$ADMIN_URL" 'SHOW max_locks_per_transaction')
+max_conn=$(psql_q "$ADMIN_URL" 'SHOW max_connections')
+say "PostgreSQL $server_version; max_connections=$max_conn, max_locks_per_transaction=$max_locks"
+LOCK_NOTE=""
+if ((max_locks * max_conn < 2 * M)); then
+    LOCK_NOTE="max_locks_per_transaction=$max_locks is small for one query over $M history tables; tenantmig reads them in chunks (400 a query), so (c) is fine"
+    say "note: $LOCK_NOTE"
+fi
+
+# ---------------------------------------------------------------- files
+
+mapfile -t EXPECTED < <(expected_relations "$TENANT_DIR")
+[[ ${#EXPECTED[@]} -gt 0 ]] || die "found no CREATE TABLE/INDEX in $TENANT_DIR"
+tenant_files=$(ordered_files "$TENANT_DIR")
+n_tenant_migrations=$(wc -l <<<"$tenant_files")
+n_light_migrations=$(ordered_files "$LIGHT_DIR" | wc -l)
+
+# The baseline's per-tenant psql script: the tenant's search_path, the
+# transactional files in one transaction, then the no-transaction files.
+# The tenant name comes in as the psql variable :tenant.
+raw_script=$work/raw_tenant.sql
+{
+    echo 'SET client_min_messages = warning;'
+    echo 'SET search_path TO :"tenant", public;'
+    echo 'BEGIN;'
+    awk -F'\t' '$1 == "tx" { print "\\i " $2 }' <<<"$tenant_files"
+    echo 'COMMIT;'
+    awk -F'\t' '$1 == "notx" { print "\\i " $2 }' <<<"$tenant_files"
+} >"$raw_script"
+
+# ---------------------------------------------------------------- (a) and (b)
+
+best_a="" best_b="" best_shared="" rss_a=0
+for ((run = 1; run <= RUNS; run++)); do
+    step "run $run/$RUNS: (a) tenantmig migrate, $N tenants"
+    tool_url=$(tm_create_db "$TOOL_DB")
+    create_schemas "$tool_url" bench_ "$N"
+    say "created $N empty schemas bench_00001..bench_$(printf '%05d' "$N") in $TOOL_DB"
+
+    tool_cmd "$tool_url" TENANTMIG_TENANTS__PATTERN="$PATTERN" \
+        TENANTMIG_SHARED_MIGRATIONS="$SHARED_DIR" TENANTMIG_TENANT_MIGRATIONS="$TENANT_DIR" \
+        -- migrate --shared-only
+    timed "$work/a_shared.log" "${TOOL_CMD[@]}"
+    if [[ $T_RC != 0 ]]; then
+        show_log "$work/a_shared.log"
+        die "tenantmig migrate --shared-only exited $T_RC"
+    fi
+    best_shared=$(min "$T_SECS" "$best_shared")
+    say "shared phase (not part of (a)): $(fmt2 "$T_SECS") s"
+
+    tool_cmd "$tool_url" TENANTMIG_TENANTS__PATTERN="$PATTERN" \
+        TENANTMIG_SHARED_MIGRATIONS="$SHARED_DIR" TENANTMIG_TENANT_MIGRATIONS="$TENANT_DIR" \
+        -- migrate --tenants-only --jobs "$JOBS"
+    CMD_A=$TOOL_SHOW
+    checkpoint "$tool_url"
+    timed "$work/a.log" "${TOOL_CMD[@]}"
+    if [[ $T_RC != 0 ]]; then
+        show_log "$work/a.log"
+        die "(a) tenantmig migrate exited $T_RC; reproduce with: $CMD_A"
+    fi
+    best_a=$(min "$T_SECS" "$best_a")
+    rss_a=$(max "$T_KB" "$rss_a")
+    say "(a) $(fmt2 "$T_SECS") s, peak RSS $(mb "$T_KB") MB"
+    check_tenants "$tool_url" "(a) $TOOL_DB"
+
+    step "run $run/$RUNS: (b) psql baseline, $N tenants, $JOBS psql processes"
+    raw_url=$(tm_create_db "$RAW_DB")
+    create_schemas "$raw_url" bench_ "$N"
+    while IFS=$'\t' read -r kind f; do
+        opts=(-X -q -v ON_ERROR_STOP=1 -f "$f")
+        [[ $kind == tx ]] && opts=(--single-transaction "${opts[@]}")
+        PGOPTIONS="-c search_path=public -c client_min_messages=warning" \
+            psql "$raw_url" "${opts[@]}" >/dev/null || die "$f failed in $RAW_DB"
+    done < <(ordered_files "$SHARED_DIR")
+    say "created $N empty schemas and applied $SHARED_DIR/ with psql in $RAW_DB"
+    checkpoint "$raw_url"
+    start=$(now)
+    if ! psql_q "$raw_url" "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\_%' ORDER BY 1" |
+        xargs -P "$JOBS" -I '{}' psql "$raw_url" -X -q -v ON_ERROR_STOP=1 -v tenant='{}' -f "$raw_script" \
+            >"$work/b.log" 2>&1; then
+        show_log "$work/b.log"
+        die "(b) the psql baseline failed"
+    fi
+    end=$(now)
+    t_b=$(elapsed "$start" "$end")
+    best_b=$(min "$t_b" "$best_b")
+    say "(b) $(fmt2 "$t_b") s"
+
+    # The baseline really applied everything, as the tool did.
+    check_tenants "$raw_url" "(b) $RAW_DB"
+    cat_a=$(catalog "$tool_url")
+    cat_b=$(catalog "$raw_url")
+    if [[ $cat_a != "$cat_b" ]]; then
+        diff <(printf '%s\n' "$cat_a") <(printf '%s\n' "$cat_b") | head -n 40 >&2 || true
+        die "the tenant schemas of $TOOL_DB (<) and $RAW_DB (>) differ (diff above: schema count, object)"
+    fi
+    incomplete=$(awk -v n="$N" '$1 != n' <<<"$cat_a" | head -n 5)
+    [[ -z $incomplete ]] || die "objects not in all $N tenant schemas: $incomplete"
+    say "checked: all $N tenants of both databases have ${EXPECTED[*]}; $(wc -l <<<"$cat_a") objects each, the same in both"
+done
+
+# ---------------------------------------------------------------- (c)
+
+step "(c) setup: tenantmig migrate creates $M light tenants"
+noop_url=$(tm_create_db "$NOOP_DB")
+light_env=(TENANTMIG_TENANTS__QUERY="$LIGHT_QUERY"
+    TENANTMIG_SHARED_MIGRATIONS="$SHARED_DIR" TENANTMIG_TENANT_MIGRATIONS="$LIGHT_DIR")
+tool_cmd "$noop_url" "${light_env[@]}" -- migrate --jobs "$JOBS"
+CMD_SETUP=$TOOL_SHOW
+timed "$work/c_setup.log" "${TOOL_CMD[@]}"
+if [[ $T_RC != 0 ]]; then
+    show_log "$work/c_setup.log"
+    die "(c) setup: tenantmig migrate exited $T_RC; reproduce with: $CMD_SETUP"
+fi
+t_setup=$T_SECS rss_setup=$T_KB
+n_light=$(psql_q "$noop_url" "SELECT count(*) FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'items' WHERE n.nspname LIKE 'light\_%'")
+[[ $n_light == "$M" ]] || die "(c) setup: $n_light of $M light tenants have the items table"
+say "setup $(fmt2 "$t_setup") s, peak RSS $(mb "$rss_setup") MB; $M schemas with items"
+
+step "(c) no-op tenantmig migrate, $M up-to-date tenants"
+tool_cmd "$noop_url" "${light_env[@]}" -- migrate --jobs "$JOBS"
+CMD_NOOP=$TOOL_SHOW
+history_before=$(psql_q "$noop_url" "SELECT count(*) FROM light_00001.$HISTORY_TABLE")
+checkpoint "$noop_url"
+timed "$work/c_noop.log" "${TOOL_CMD[@]}"
+t_noop=$T_SECS rss_noop=$T_KB rc_noop=$T_RC
+[[ $rc_noop == 0 ]] || show_log "$work/c_noop.log"
+history_after=$(psql_q "$noop_url" "SELECT count(*) FROM light_00001.$HISTORY_TABLE")
+[[ $history_before == "$history_after" ]] ||
+    say "warning: the no-op migrate changed light_00001's history ($history_before -> $history_after rows)"
+say "no-op migrate $(fmt2 "$t_noop") s, peak RSS $(mb "$rss_noop") MB, exit $rc_noop"
+
+step "(c) tenantmig status, $M up-to-date tenants"
+tool_cmd "$noop_url" "${light_env[@]}" -- status
+CMD_STATUS=$TOOL_SHOW
+checkpoint "$noop_url"
+timed "$work/c_status.log" "${TOOL_CMD[@]}"
+t_status=$T_SECS rss_status=$T_KB rc_status=$T_RC
+[[ $rc_status == 0 ]] || show_log "$work/c_status.log"
+say "status $(fmt2 "$t_status") s, peak RSS $(mb "$rss_status") MB, exit $rc_status ($(wc -l <"$work/c_status.log") lines of output)"
+
+# ---------------------------------------------------------------- report
+
+ratio=$(awk -v a="$best_a" -v b="$best_b" 'BEGIN { printf "%.2f", a / b }')
+ok_ratio=$(le "$ratio" 1.0)
+ok_noop=$(lt "$t_noop" 2)
+[[ $rc_noop == 0 ]] || ok_noop=0
+ok_status=$(lt "$t_status" 2)
+[[ $rc_status == 0 ]] || ok_status=0
+ok_rss_a=$(lt "$(mb "$rss_a")" 100)
+ok_rss_noop=$(lt "$(mb "$rss_noop")" 100)
+ok_rss_status=$(lt "$(mb "$rss_status")" 100)
+best=""
+((RUNS > 1)) && best=" (best of $RUNS)"
+
+{
+    echo
+    echo "==================== tenantmig benchmark ===================="
+    printf 'server     PostgreSQL %s at %s%s\n' "$server_version" "$(tm_mask_url "$ADMIN_URL")" \
+        "$([[ ${TM_PG_THROWAWAY:-0} == 1 ]] && echo ' (throwaway cluster)')"
+    printf 'host       %s CPUs; jobs %s; runs %s\n' "$(nproc 2>/dev/null || echo '?')" "$JOBS" "$RUNS"
+    printf 'sets       %s/ (%s migrations) x N=%s; %s/ (%s migrations) x M=%s\n' \
+        "$TENANT_DIR" "$n_tenant_migrations" "$N" "$LIGHT_DIR" "$n_light_migrations" "$M"
+    echo
+    printf '%-62s %8s s  peak RSS %6s MB\n' "(a) tenantmig migrate --tenants-only, $N tenants$best" "$(fmt2 "$best_a")" "$(mb "$rss_a")"
+    printf '%-62s %8s s\n' "    shared phase before it (not in (a))" "$(fmt2 "$best_shared")"
+    printf '%-62s %8s s\n' "(b) psql baseline, $JOBS x psql, $N tenants$best" "$(fmt2 "$best_b")"
+    printf '%-62s %8s\n' "    a/b" "$ratio"
+    printf '%-62s %8s s  peak RSS %6s MB\n' "(c) setup: tenantmig migrate creating $M tenants (info)" "$(fmt2 "$t_setup")" "$(mb "$rss_setup")"
+    printf '%-62s %8s s  peak RSS %6s MB  exit %s\n' "    no-op tenantmig migrate, $M up-to-date tenants" "$(fmt2 "$t_noop")" "$(mb "$rss_noop")" "$rc_noop"
+    printf '%-62s %8s s  peak RSS %6s MB  exit %s\n' "    tenantmig status, $M up-to-date tenants" "$(fmt2 "$t_status")" "$(mb "$rss_status")" "$rc_status"
+    echo
+    echo "targets"
+    printf '  %-44s %12s  %s\n' "a/b <= 1.00" "$ratio" "$(verdict "$ok_ratio")"
+    printf '  %-44s %10s s  %s\n' "no-op migrate over $M tenants < 2 s" "$(fmt2 "$t_noop")" "$(verdict "$ok_noop")"
+    printf '  %-44s %10s s  %s\n' "status over $M tenants < 2 s (exit 0)" "$(fmt2 "$t_status")" "$(verdict "$ok_status")"
+    printf '  %-44s %9s MB  %s\n' "peak RSS (a) < 100 MB" "$(mb "$rss_a")" "$(verdict "$ok_rss_a")"
+    printf '  %-44s %9s MB  %s\n' "peak RSS no-op migrate < 100 MB" "$(mb "$rss_noop")" "$(verdict "$ok_rss_noop")"
+    printf '  %-44s %9s MB  %s\n' "peak RSS status < 100 MB" "$(mb "$rss_status")" "$(verdict "$ok_rss_status")"
+    [[ -n $LOCK_NOTE ]] && printf '\nnote: %s\n' "$LOCK_NOTE"
+    echo
+    if [[ ${TM_PG_THROWAWAY:-0} == 1 ]]; then
+        echo "reproduce (after a run with KEEP=1 TM_PG_KEEP=1, which keeps the cluster and the databases):"
+    else
+        echo "reproduce (after a run with KEEP=1, which keeps the databases):"
+    fi
+    echo "  (a) $CMD_A"
+    echo "  (c) $CMD_NOOP"
+    echo "      $CMD_STATUS"
+    echo "=============================================================="
+} | tee "$work/report"
+FAILS=$(grep -c ' FAIL$' "$work/report" || true)
+
+if [[ $STRICT == 1 && $FAILS -gt 0 ]]; then
+    exit 1
+fi
+exit 0
