@@ -21,6 +21,12 @@ use crate::migration::{Migration, MigrationSet, split_statements};
 use crate::state::{SchemaState, SchemaStatus};
 use crate::tenants::{self, TenantList};
 
+/// Above this many schemas, histories are read over several connections.
+const PARALLEL_READ_ABOVE: usize = 1000;
+
+/// Connections used to read histories when there are many schemas.
+const READ_CONNECTIONS: usize = 3;
+
 /// Which schemas a command looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -295,9 +301,7 @@ impl Engine {
                 .iter()
                 .filter_map(|n| exists.get(n).map(|h| (n.clone(), *h)))
                 .collect();
-            let read = db::read_statuses(conn, &present, &s.history_table, &self.tenant_set)
-                .await
-                .map_err(Error::db("reading tenant histories"))?;
+            let read = self.read_many(conn, &present).await?;
             let mut read: std::collections::HashMap<String, SchemaStatus> =
                 read.into_iter().map(|st| (st.schema.clone(), st)).collect();
             for inv in list.invalid {
@@ -336,6 +340,34 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// Reads many tenant histories: on the given connection when there are
+    /// few, else over a few extra connections at once (the cost of each
+    /// catalog query is mostly planning, which runs on the server's cores).
+    async fn read_many(
+        &self,
+        conn: &mut PgConnection,
+        present: &[(String, bool)],
+    ) -> Result<Vec<SchemaStatus>> {
+        let table = &self.settings.history_table;
+        let doing = "reading tenant histories";
+        if present.len() <= PARALLEL_READ_ABOVE {
+            return db::read_statuses(conn, present, table, &self.tenant_set)
+                .await
+                .map_err(Error::db(doing));
+        }
+        let per = present.len().div_ceil(READ_CONNECTIONS);
+        let reads = present.chunks(per).map(|part| async move {
+            let mut c = self.connection().await?;
+            let r = db::read_statuses(&mut c, part, table, &self.tenant_set)
+                .await
+                .map_err(Error::db(doing));
+            let _ = c.close().await;
+            r
+        });
+        let parts = futures::future::try_join_all(reads).await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Creates or upgrades the control schema (ledger and registry), under
@@ -409,9 +441,8 @@ impl Engine {
         let started = Instant::now();
         let s = &self.settings;
         let mut control = self.connection().await?;
-        if !opts.dry_run {
-            self.ensure_control(&mut control).await?;
-        }
+        // Read-only first: a bad tenant query or an unreadable catalog stops
+        // the command before anything (even the control schema) is created.
         let plan = self.status_with(&mut control, &opts.selection).await?;
         let mut report = RunReport {
             run_id: None,
@@ -435,10 +466,18 @@ impl Engine {
             return Ok(report);
         }
 
+        self.ensure_control(&mut control).await?;
         let (free, max) = db::free_connections(&mut control)
             .await
             .map_err(Error::db("counting the server's free connections"))?;
-        let led = Ledger::start(control, &s.control_schema, "migrate", &opts.args).await?;
+        let led = Ledger::start(
+            control,
+            &s.control_schema,
+            "migrate",
+            &opts.args,
+            started.elapsed(),
+        )
+        .await?;
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
@@ -581,13 +620,9 @@ impl Engine {
         let failed = report.failures().count() as i64;
         let totals = RunTotals {
             total: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64,
-            ok: report
-                .shared
-                .iter()
-                .chain(&report.tenants)
-                .filter(|o| !o.state.is_failure())
-                .count() as i64
-                + report.tenants_up_to_date as i64,
+            ok: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64
+                - failed
+                - report.not_reached.len() as i64,
             failed,
             skipped: report.not_reached.len() as i64,
         };

@@ -159,12 +159,15 @@ pub struct Ledger {
 
 impl Ledger {
     /// Records a new run and starts the writer. `conn` becomes the writer's
-    /// connection; its backend pid marks the run as alive.
+    /// connection; its backend pid marks the run as alive. `running_for` is
+    /// how long the command has already been working (reading state), so the
+    /// recorded start is the command's real start.
     pub async fn start(
         mut conn: PgConnection,
         control: &str,
         command: &str,
         args: &[String],
+        running_for: Duration,
     ) -> Result<Ledger> {
         let runs = qualified(control, "runs");
         let run_tenants = qualified(control, "run_tenants");
@@ -186,8 +189,8 @@ impl Ledger {
             .map_err(Error::db("marking interrupted runs"))?;
         // language=SQL
         let sql = format!(
-            "INSERT INTO {runs} (command, args, host, pid, backend_pid)
-             VALUES ($1, $2, $3, $4, pg_backend_pid()) RETURNING id"
+            "INSERT INTO {runs} (command, args, host, pid, backend_pid, started_at)
+             VALUES ($1, $2, $3, $4, pg_backend_pid(), now() - make_interval(secs => $5)) RETURNING id"
         );
         let host = std::env::var("HOSTNAME").ok().or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -199,6 +202,7 @@ impl Ledger {
             .bind(serde_json::json!(args))
             .bind(host)
             .bind(std::process::id() as i32)
+            .bind(running_for.as_secs_f64())
             .fetch_one(&mut conn)
             .await
             .map_err(Error::db("recording the run"))?;

@@ -1,6 +1,8 @@
 //! `repair`: clearing the failed row a `-- no-transaction` migration left,
 //! once an operator has fixed the schema by hand.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::db;
@@ -64,7 +66,14 @@ impl Engine {
         let mut conn = self.connection().await?;
         self.ensure_control(&mut conn).await?;
         let ledger_conn = self.connection().await?;
-        let led = Ledger::start(ledger_conn, &s.control_schema, "repair", args).await?;
+        let led = Ledger::start(
+            ledger_conn,
+            &s.control_schema,
+            "repair",
+            args,
+            Duration::ZERO,
+        )
+        .await?;
         let mut ok = 0i64;
         for item in items {
             if !db::lock_with_deadline(&mut conn, &item.schema, s.lock_wait)
