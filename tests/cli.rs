@@ -393,3 +393,68 @@ async fn bad_input_is_a_one_line_error_with_exit_code_2_and_changes_nothing(pool
     );
     assert!(!table_exists(&pool, "public", "_sqlx_migrations").await);
 }
+
+#[sqlx::test(migrations = false)]
+async fn ctrl_c_finishes_in_flight_tenants_starts_no_new_one_and_exits_1(pool: PgPool) {
+    let url = url_of(&pool);
+    let shared = folder(&[]);
+    let tenant = folder(&[("1_a.sql", "SELECT pg_sleep(0.4); CREATE TABLE a (id int);")]);
+    let dir = tempfile::tempdir().unwrap();
+    let names = tenants(10);
+    let mut args = vec!["migrate".to_string(), "--jobs".into(), "2".into()];
+    for n in &names {
+        args.extend(["--tenant".to_string(), n.clone()]);
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantmig"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &url)
+        .env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
+        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if scalar_i64(
+            &pool,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_%'",
+        )
+        .await
+            >= 2
+        {
+            break;
+        }
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("stopped: interrupted"), "{stdout}");
+    let mut done = 0;
+    for n in &names {
+        let h = history(&pool, n).await;
+        assert!(h.is_empty() || h == vec![(1, true)], "{n}: {h:?}");
+        assert_eq!(
+            !h.is_empty(),
+            table_exists(&pool, n, "a").await,
+            "{n} is half-migrated"
+        );
+        done += h.len();
+    }
+    assert!(
+        done >= 1 && done < 10,
+        "{done} tenants done: the interrupt should land mid-run"
+    );
+    let mut c = cli(&url, dir.path());
+    c.env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
+        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+        .args(&args)
+        .assert()
+        .success();
+}
