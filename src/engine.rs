@@ -119,8 +119,12 @@ pub struct RunReport {
     pub run_id: Option<i64>,
     /// True when nothing was changed because `--dry-run` was given.
     pub dry_run: bool,
-    /// The plan the run started from.
+    /// The plan the run started from (left out of the JSON summary, which
+    /// would otherwise repeat every tenant; `status --format json` has it).
+    #[serde(skip)]
     pub plan: StatusReport,
+    /// Tenants selected for the run.
+    pub tenants_selected: usize,
     /// The shared schema's outcome, when it had work or was refused.
     pub shared: Option<SchemaOutcome>,
     /// Outcomes of the tenants that had work or were refused.
@@ -447,6 +451,7 @@ impl Engine {
         let mut report = RunReport {
             run_id: None,
             dry_run: opts.dry_run,
+            tenants_selected: plan.tenants.len(),
             plan,
             shared: None,
             tenants: Vec::new(),
