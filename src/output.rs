@@ -178,15 +178,6 @@ impl EventSink for HumanEvents {
                             outcome.error.as_deref().unwrap_or("")
                         ),
                     );
-                } else if outcome.phase == Phase::Shared {
-                    self.line(
-                        &st,
-                        &format!(
-                            "shared schema {}: {}",
-                            outcome.schema,
-                            outcome.state.as_str()
-                        ),
-                    );
                 }
                 if let Some(bar) = &st.bar {
                     bar.inc(1);
