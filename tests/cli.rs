@@ -8,6 +8,23 @@ use common::*;
 use predicates::prelude::*;
 use sqlx::PgPool;
 
+/// The binary as a child process to signal, output captured.
+fn spawn_cli(
+    url: &str,
+    dir: &std::path::Path,
+    shared: &std::path::Path,
+    tenant: &std::path::Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tenantmig"));
+    c.current_dir(dir)
+        .env("DATABASE_URL", url)
+        .env("TENANTMIG_SHARED_MIGRATIONS", shared)
+        .env("TENANTMIG_TENANT_MIGRATIONS", tenant)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 fn example_workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["shared", "tenant"] {
@@ -142,25 +159,18 @@ async fn a_data_dependent_failure_is_named_in_the_summary_with_exit_code_1(pool:
 #[sqlx::test(migrations = false)]
 async fn a_sigkilled_run_is_finished_by_the_next_one_without_applying_anything_twice(pool: PgPool) {
     let url = url_of(&pool);
-    exec(
-        &pool,
-        "CREATE TABLE public.applied (schema_name text, version int)",
-    )
-    .await;
+    create_applied_table(&pool).await;
     let shared = folder(&[]);
     let tenant = folder(&[
         (
             "1_a.sql",
-            "INSERT INTO public.applied SELECT current_schema(), 1; CREATE TABLE a (id int);",
+            &format!("{} CREATE TABLE a (id int);", record_applied(1)),
         ),
         (
             "2_b.sql",
-            "SELECT pg_sleep(0.3); INSERT INTO public.applied SELECT current_schema(), 2;",
+            &format!("SELECT pg_sleep(0.3); {}", record_applied(2)),
         ),
-        (
-            "3_c.sql",
-            "INSERT INTO public.applied SELECT current_schema(), 3;",
-        ),
+        ("3_c.sql", &record_applied(3)),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = tenants(12);
@@ -169,16 +179,11 @@ async fn a_sigkilled_run_is_finished_by_the_next_one_without_applying_anything_t
         args.push("--tenant".into());
         args.push(n.clone());
     }
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tenantmig"));
-    cmd.current_dir(dir.path())
-        .env("DATABASE_URL", &url)
-        .env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
-        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+    let mut child = spawn_cli(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_TRANSACTION_MODE", "per-migration")
         .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
+        .spawn()
+        .unwrap();
     // Kill it once some tenants are done and others are mid-way.
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -199,9 +204,7 @@ async fn a_sigkilled_run_is_finished_by_the_next_one_without_applying_anything_t
         "the kill should land mid-run ({partial} applications)"
     );
 
-    let mut c = cli(&url, dir.path());
-    c.env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
-        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .args(&args)
         .assert()
         .success();
@@ -212,19 +215,7 @@ async fn a_sigkilled_run_is_finished_by_the_next_one_without_applying_anything_t
             "{n}"
         );
     }
-    assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM public.applied").await,
-        36
-    );
-    assert_eq!(
-        scalar_i64(
-            &pool,
-            "SELECT count(*) FROM (SELECT DISTINCT schema_name, version FROM public.applied) d"
-        )
-        .await,
-        36,
-        "a migration was applied twice"
-    );
+    assert_applied_once(&pool, 36).await;
     // The ledger calls the killed run interrupted.
     cli(&url, dir.path())
         .args(["runs", "show", "1"])
@@ -405,14 +396,8 @@ async fn ctrl_c_finishes_in_flight_tenants_starts_no_new_one_and_exits_1(pool: P
     for n in &names {
         args.extend(["--tenant".to_string(), n.clone()]);
     }
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantmig"))
-        .current_dir(dir.path())
-        .env("DATABASE_URL", &url)
-        .env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
-        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+    let child = spawn_cli(&url, dir.path(), shared.path(), tenant.path())
         .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     for _ in 0..200 {
@@ -446,9 +431,7 @@ async fn ctrl_c_finishes_in_flight_tenants_starts_no_new_one_and_exits_1(pool: P
         (1..10).contains(&done),
         "{done} tenants done: the interrupt should land mid-run"
     );
-    let mut c = cli(&url, dir.path());
-    c.env("TENANTMIG_SHARED_MIGRATIONS", shared.path())
-        .env("TENANTMIG_TENANT_MIGRATIONS", tenant.path())
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .args(&args)
         .assert()
         .success();

@@ -184,22 +184,15 @@ async fn inv2_a_failed_no_transaction_file_is_refused_until_repair(pool: PgPool)
 // 3. Per-schema advisory locks, polled with a deadline.
 #[sqlx::test(migrations = false)]
 async fn inv3_two_runs_at_once_never_apply_anything_twice(pool: PgPool) {
-    exec(
-        &pool,
-        "CREATE TABLE public.applied (schema_name text, version int)",
-    )
-    .await;
+    create_applied_table(&pool).await;
     let shared = folder(&[]);
     // Not idempotent: each application adds a row to a shared table.
     let tenant = folder(&[
         (
             "1_a.sql",
-            "SELECT pg_sleep(0.2); INSERT INTO public.applied SELECT current_schema(), 1;",
+            &format!("SELECT pg_sleep(0.2); {}", record_applied(1)),
         ),
-        (
-            "2_b.sql",
-            "INSERT INTO public.applied SELECT current_schema(), 2;",
-        ),
+        ("2_b.sql", &record_applied(2)),
     ]);
     let mut s = settings(&pool, shared.path(), tenant.path());
     s.jobs = 3;
@@ -219,18 +212,7 @@ async fn inv3_two_runs_at_once_never_apply_anything_twice(pool: PgPool) {
         a.tenants,
         b.tenants
     );
-    assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM public.applied").await,
-        12
-    );
-    assert_eq!(
-        scalar_i64(
-            &pool,
-            "SELECT count(*) FROM (SELECT DISTINCT schema_name, version FROM public.applied) d"
-        )
-        .await,
-        12
-    );
+    assert_applied_once(&pool, 12).await;
 }
 
 #[sqlx::test(migrations = false)]

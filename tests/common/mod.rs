@@ -143,3 +143,43 @@ pub fn cli(url: &str, dir: &Path) -> assert_cmd::Command {
         .env("CI", "true");
     c
 }
+
+/// Creates `public.applied`, which non-idempotent test migrations add a
+/// row to each time they run (see [`record_applied`]).
+pub async fn create_applied_table(pool: &PgPool) {
+    exec(
+        pool,
+        "CREATE TABLE public.applied (schema_name text, version int)",
+    )
+    .await;
+}
+
+/// SQL that records one application of `version` in `public.applied`.
+pub fn record_applied(version: i64) -> String {
+    format!("INSERT INTO public.applied SELECT current_schema(), {version};")
+}
+
+/// Asserts `public.applied` holds `expected` rows, none of them twice.
+pub async fn assert_applied_once(pool: &PgPool, expected: i64) {
+    assert_eq!(
+        scalar_i64(pool, "SELECT count(*) FROM public.applied").await,
+        expected
+    );
+    assert_eq!(
+        scalar_i64(
+            pool,
+            "SELECT count(*) FROM (SELECT DISTINCT schema_name, version FROM public.applied) d"
+        )
+        .await,
+        expected,
+        "a migration was applied twice"
+    );
+}
+
+/// The binary with the migration folders set through the environment.
+pub fn cli_sets(url: &str, dir: &Path, shared: &Path, tenant: &Path) -> assert_cmd::Command {
+    let mut c = cli(url, dir);
+    c.env("TENANTMIG_SHARED_MIGRATIONS", shared)
+        .env("TENANTMIG_TENANT_MIGRATIONS", tenant);
+    c
+}
