@@ -160,7 +160,7 @@ impl Settings {
         let origin = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| Error::Config {
@@ -168,6 +168,13 @@ impl Settings {
                     "{e} (from {origin} or TENANTMIG_* variables; see the configuration reference in the README)"
                 ),
             })?;
+        // An empty value switches a source off (e.g. TENANTMIG_TENANTS__QUERY=
+        // to fall back from a file's query to the registry).
+        for v in [&mut settings.tenants.query, &mut settings.tenants.pattern] {
+            if v.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                *v = None;
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{Settings, TransactionMode, mask_url};
 use crate::db;
@@ -200,7 +200,10 @@ impl Engine {
             .map_err(|e| Error::Config {
                 message: format!("database URL {url_masked} is not usable: {e}"),
             })?
-            .application_name("tenantmig");
+            .application_name("tenantmig")
+            // A long migration is expected, not a warning; tenantmig reports
+            // durations itself (events, ledger, history's execution_time).
+            .disable_statement_logging();
         let shared_set = if selection.shared {
             MigrationSet::load(&settings.shared_migrations)?
         } else {
@@ -561,16 +564,10 @@ impl Engine {
             }
         }
         if shared_ok && !work.is_empty() && !cx.stopped() {
-            let cap = (free - 1).max(0) as usize;
+            // One connection is kept spare; at least one worker always tries.
+            let cap = (free - 1).max(1) as usize;
             let mut jobs = s.jobs.min(work.len());
             if jobs > cap {
-                if cap == 0 {
-                    return Err(Error::Usage {
-                        message: format!(
-                            "the server has no free connections (max_connections {max}); close some sessions or raise max_connections"
-                        ),
-                    });
-                }
                 self.sink.emit(Event::Warning {
                     message: format!(
                         "--jobs {} exceeds the {cap} connections the server has free (max_connections {max}); using {cap}",

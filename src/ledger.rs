@@ -512,13 +512,18 @@ pub async fn show_run(
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("reading the run ledger"))?;
+    let dead = run.outcome == "interrupted";
     let schemas = rows
         .iter()
         .map(|r| {
             Ok(RunSchema {
                 schema: r.try_get(0)?,
                 phase: r.try_get(1)?,
-                state: r.try_get(2)?,
+                // A schema still "running" in a run that is gone was interrupted.
+                state: match r.try_get::<String, _>(2)? {
+                    s if dead && s == "running" => "interrupted".into(),
+                    s => s,
+                },
                 from_version: r.try_get(3)?,
                 to_version: r.try_get(4)?,
                 error: r.try_get(5)?,

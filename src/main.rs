@@ -227,6 +227,7 @@ fn init_logging(g: &Global) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(output::LogWriter)
         .try_init();
 }

@@ -151,7 +151,7 @@ impl EventSink for HumanEvents {
                 } else {
                     self.line(
                         &st,
-                        &format!("migrating {schemas} tenants with {jobs} jobs"),
+                        &format!("migrating {} with {jobs} jobs", tenants_word(schemas)),
                     );
                 }
             }
@@ -160,7 +160,7 @@ impl EventSink for HumanEvents {
                 let failed = outcome.state.is_failure();
                 if outcome.phase == Phase::Tenant {
                     st.done += 1;
-                    if failed {
+                    if matches!(outcome.state, OutcomeState::Failed | OutcomeState::Refused) {
                         st.failed += 1;
                     }
                 }
@@ -261,6 +261,11 @@ fn versions(set: &MigrationSet, v: &[i64]) -> String {
 fn version_or_none(set: &MigrationSet, v: Option<i64>) -> String {
     v.map(|v| set.fmt_version(v).to_string())
         .unwrap_or_else(|| "none".into())
+}
+
+/// "1 tenant", "1,200 tenants".
+pub fn tenants_word(n: usize) -> String {
+    format!("{} tenant{}", thousands(n), if n == 1 { "" } else { "s" })
 }
 
 /// `1234567` as `1,234,567`.
@@ -411,8 +416,8 @@ pub fn plan_human(
     if !refused.is_empty() {
         writeln!(
             w,
-            "{} tenants refused (see `tenantmig status`): {}",
-            refused.len(),
+            "{} refused (see `tenantmig status`): {}",
+            tenants_word(refused.len()),
             names_list(&refused)
         )?;
     }
@@ -500,8 +505,8 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
         .count();
     writeln!(
         w,
-        "{} tenants migrated, {} already up to date, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
-        thousands(r.tenants_migrated()),
+        "{} migrated, {} already up to date, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
+        tenants_word(r.tenants_migrated()),
         thousands(
             r.tenants_up_to_date
                 + r.tenants
@@ -555,8 +560,8 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
 pub fn tenants_human(w: &mut dyn Write, l: &TenantList) -> io::Result<()> {
     writeln!(
         w,
-        "{} tenants from {}",
-        thousands(l.names.len()),
+        "{} from {}",
+        tenants_word(l.names.len()),
         l.source.describe()
     )?;
     for n in &l.names {

@@ -76,26 +76,20 @@ impl Engine {
         .await?;
         let mut ok = 0i64;
         for item in items {
-            if !db::lock_with_deadline(&mut conn, &item.schema, s.lock_wait)
-                .await
-                .map_err(Error::db(format!("locking schema {}", item.schema)))?
-            {
-                return Err(Error::Usage {
-                    message: format!(
-                        "schema {} is locked by a running migration; retry when it has finished",
-                        item.schema
-                    ),
-                });
+            let result =
+                repair_one(&mut conn, item, mark_applied, &s.history_table, s.lock_wait).await;
+            if let Err(e) = result {
+                // Close the run before giving up, so the ledger says why.
+                let totals = RunTotals {
+                    total: items.len() as i64,
+                    ok,
+                    failed: 1,
+                    skipped: items.len() as i64 - ok - 1,
+                };
+                let msg = e.to_string();
+                led.finish("failed", &totals, Some(&msg)).await?;
+                return Err(e);
             }
-            let versions = [item.version];
-            let r = if mark_applied {
-                db::mark_failed_rows_applied(&mut conn, &item.schema, &s.history_table, &versions)
-                    .await
-            } else {
-                db::delete_failed_rows(&mut conn, &item.schema, &s.history_table, &versions).await
-            };
-            let _ = db::unlock(&mut conn, &item.schema).await;
-            r.map_err(Error::db(format!("repairing schema {}", item.schema)))?;
             let mut rec = Record::started(&item.schema, item.phase);
             rec.state = "succeeded".into();
             rec.failed_version = Some(item.version);
@@ -118,4 +112,34 @@ impl Engine {
         led.finish("succeeded", &totals, None).await?;
         Ok(run_id)
     }
+}
+
+/// Clears or marks one failed row, under the schema's advisory lock.
+async fn repair_one(
+    conn: &mut sqlx::postgres::PgConnection,
+    item: &RepairItem,
+    mark_applied: bool,
+    table: &str,
+    lock_wait: Duration,
+) -> Result<()> {
+    if !db::lock_with_deadline(conn, &item.schema, lock_wait)
+        .await
+        .map_err(Error::db(format!("locking schema {}", item.schema)))?
+    {
+        return Err(Error::Usage {
+            message: format!(
+                "schema {} is locked by a running migration; retry when it has finished",
+                item.schema
+            ),
+        });
+    }
+    let versions = [item.version];
+    let r = if mark_applied {
+        db::mark_failed_rows_applied(conn, &item.schema, table, &versions).await
+    } else {
+        db::delete_failed_rows(conn, &item.schema, table, &versions).await
+    };
+    let _ = db::unlock(conn, &item.schema).await;
+    r.map_err(Error::db(format!("repairing schema {}", item.schema)))?;
+    Ok(())
 }

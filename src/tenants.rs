@@ -95,7 +95,8 @@ pub async fn resolve(
     } else if let Some(pattern) = &settings.tenants.pattern {
         // language=SQL
         let names: Vec<String> = sqlx::query_scalar(
-            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname LIKE $1 ORDER BY 1",
+            "SELECT nspname::text FROM pg_catalog.pg_namespace \
+             WHERE nspname LIKE $1 AND nspname !~ '^pg_' AND nspname <> 'information_schema' ORDER BY 1",
         )
         .bind(pattern)
         .fetch_all(&mut *conn)

@@ -284,7 +284,7 @@ async fn a_hostile_tenant_name_on_the_command_line_is_rejected(pool: PgPool) {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("invalid schema name"))
-        .stdout(predicate::str::contains("1 tenants migrated"));
+        .stdout(predicate::str::contains("1 tenant migrated"));
     assert!(table_exists(&pool, "public", "organizations").await);
 }
 
