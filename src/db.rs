@@ -353,14 +353,24 @@ pub async fn mark_failed_rows_applied(
     Ok(done.rows_affected())
 }
 
-/// Connections the server can still accept for this role, and its maximum.
+/// Connections still free for this session's database and role (the
+/// smallest of the server's, the database's and the role's headroom), and
+/// the server's `max_connections`.
 pub async fn free_connections(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
     // language=SQL
     let row = sqlx::query(
-        "SELECT current_setting('max_connections')::int8 \
-                - current_setting('superuser_reserved_connections')::int8 \
-                - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'), \
-                current_setting('max_connections')::int8",
+        "WITH a AS (SELECT datid, usesysid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')
+         SELECT least(
+                    current_setting('max_connections')::int8
+                        - current_setting('superuser_reserved_connections')::int8
+                        - (SELECT count(*) FROM a),
+                    CASE WHEN d.datconnlimit >= 0
+                         THEN d.datconnlimit - (SELECT count(*) FROM a WHERE a.datid = d.oid) END,
+                    CASE WHEN r.rolconnlimit >= 0
+                         THEN r.rolconnlimit - (SELECT count(*) FROM a WHERE a.usesysid = r.oid) END),
+                current_setting('max_connections')::int8
+         FROM pg_catalog.pg_database d, pg_catalog.pg_roles r
+         WHERE d.datname = current_database() AND r.rolname = current_user",
     )
     .fetch_one(&mut *conn)
     .await?;

@@ -570,7 +570,7 @@ impl Engine {
             if jobs > cap {
                 self.sink.emit(Event::Warning {
                     message: format!(
-                        "--jobs {} exceeds the {cap} connections the server has free (max_connections {max}); using {cap}",
+                        "--jobs {} exceeds the {cap} connections free for this database and role (server max_connections {max}, database and role connection limits); using {cap}",
                         s.jobs
                     ),
                 });

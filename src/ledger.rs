@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::events::{Phase, SchemaOutcome};
@@ -119,19 +119,14 @@ impl Record {
     }
 }
 
-enum Msg {
-    Record(Record),
-    Flush(oneshot::Sender<()>),
-}
-
 /// A cloneable handle that queues records for a run's ledger writer.
 #[derive(Clone)]
-pub struct LedgerSender(mpsc::UnboundedSender<Msg>);
+pub struct LedgerSender(mpsc::UnboundedSender<Record>);
 
 impl LedgerSender {
     /// Queues a record (never blocks).
     pub fn record(&self, r: Record) {
-        let _ = self.0.send(Msg::Record(r));
+        let _ = self.0.send(r);
     }
 }
 
@@ -152,7 +147,7 @@ pub struct RunTotals {
 pub struct Ledger {
     /// The run's id.
     pub run_id: i64,
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::UnboundedSender<Record>,
     task: tokio::task::JoinHandle<PgConnection>,
     control: String,
 }
@@ -218,20 +213,12 @@ impl Ledger {
 
     /// Queues a record (never blocks).
     pub fn record(&self, r: Record) {
-        let _ = self.tx.send(Msg::Record(r));
+        let _ = self.tx.send(r);
     }
 
     /// A handle workers use to queue records.
     pub fn sender(&self) -> LedgerSender {
         LedgerSender(self.tx.clone())
-    }
-
-    /// Waits until every queued record is written.
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
     }
 
     /// Writes the remaining records and closes the run's row.
@@ -275,50 +262,38 @@ impl Ledger {
 
 async fn writer(
     mut conn: PgConnection,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut rx: mpsc::UnboundedReceiver<Record>,
     table: String,
     run_id: i64,
 ) -> PgConnection {
     let mut pending: HashMap<String, Record> = HashMap::new();
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let take = |r: Record, pending: &mut HashMap<String, Record>| match pending.get_mut(&r.schema) {
+        Some(old) => old.merge(r),
+        None => {
+            pending.insert(r.schema.clone(), r);
+        }
+    };
     loop {
-        // Take what is queued, waiting a little to batch.
-        let first = rx.recv().await;
-        let mut closed = first.is_none();
-        let take = |m: Msg, pending: &mut HashMap<String, Record>, waiters: &mut Vec<_>| match m {
-            Msg::Record(r) => match pending.get_mut(&r.schema) {
-                Some(old) => old.merge(r),
-                None => {
-                    pending.insert(r.schema.clone(), r);
-                }
-            },
-            Msg::Flush(w) => waiters.push(w),
+        // Wait for a record, then gather more for up to 100 ms to batch them.
+        let Some(first) = rx.recv().await else {
+            return conn;
         };
-        if let Some(m) = first {
-            take(m, &mut pending, &mut waiters);
-            let until = tokio::time::Instant::now() + Duration::from_millis(100);
-            while waiters.is_empty() && pending.len() < 2000 {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(m)) => take(m, &mut pending, &mut waiters),
-                    Ok(None) => {
-                        closed = true;
-                        break;
-                    }
-                    Err(_) => break,
+        take(first, &mut pending);
+        let until = tokio::time::Instant::now() + Duration::from_millis(100);
+        let mut closed = false;
+        while pending.len() < 2000 {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(r)) => take(r, &mut pending),
+                Ok(None) => {
+                    closed = true;
+                    break;
                 }
-            }
-            while let Ok(m) = rx.try_recv() {
-                take(m, &mut pending, &mut waiters);
+                Err(_) => break,
             }
         }
-        if !pending.is_empty() {
-            let batch: Vec<Record> = pending.drain().map(|(_, r)| r).collect();
-            if let Err(e) = write_batch(&mut conn, &table, run_id, &batch).await {
-                tracing::error!(cause = %e, "could not write {} records to the run ledger", batch.len());
-            }
-        }
-        for w in waiters.drain(..) {
-            let _ = w.send(());
+        let batch: Vec<Record> = pending.drain().map(|(_, r)| r).collect();
+        if let Err(e) = write_batch(&mut conn, &table, run_id, &batch).await {
+            tracing::error!(cause = %e, "could not write {} records to the run ledger", batch.len());
         }
         if closed {
             return conn;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::migration::{MigrationSet, short_checksum};
+use crate::migration::MigrationSet;
 
 /// One row of a schema's history table, as far as checking needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,15 +249,6 @@ pub fn check_schema(schema: &str, set: &MigrationSet, rows: &[AppliedRow]) -> Sc
         c.push(r);
     }
     c.finish(schema)
-}
-
-/// A checksum mismatch as "applied abc…, file def…" for messages.
-pub fn mismatch_text(applied: &[u8], local: &[u8]) -> String {
-    format!(
-        "applied {}…, file {}…",
-        short_checksum(applied),
-        short_checksum(local)
-    )
 }
 
 #[cfg(test)]
