@@ -54,6 +54,15 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// A command ran and did not succeed (a copy that failed its check, a
+    /// statement that failed while building a schema, an interruption).
+    /// Whatever it had built was removed.
+    #[error("{message}")]
+    Failed {
+        /// What failed, naming the object and the cause.
+        message: String,
+    },
+
     /// A database operation failed outside any single tenant.
     #[error("while {doing}: {source}")]
     Database {
@@ -75,7 +84,7 @@ impl Error {
     /// input and connection errors, 1 for failures while running.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Database { .. } => 1,
+            Error::Database { .. } | Error::Failed { .. } => 1,
             _ => 2,
         }
     }

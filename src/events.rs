@@ -192,6 +192,51 @@ pub enum Event {
         /// Why.
         reason: StopReason,
     },
+    /// A schema copy begins.
+    CopyStarted {
+        /// The schema copied.
+        source: String,
+        /// The new schema.
+        target: String,
+        /// Tables with rows to copy.
+        tables: usize,
+        /// Size of those tables in the source.
+        bytes: i64,
+        /// Connections used.
+        jobs: usize,
+    },
+    /// A step of a schema copy is done.
+    CopyStep {
+        /// What was done, for people.
+        step: String,
+    },
+    /// A worker started copying a table's rows (or a block range of them).
+    TableCopyStarted {
+        /// The table.
+        table: String,
+        /// Its size in the source (of this range).
+        bytes: i64,
+        /// The planner's row estimate.
+        estimated_rows: i64,
+    },
+    /// How far a table in flight has grown in the copy.
+    TableCopyProgress {
+        /// The table.
+        table: String,
+        /// Its size in the copy so far.
+        bytes_written: i64,
+    },
+    /// A table's rows (or a block range of them) were copied.
+    TableCopied {
+        /// The table.
+        table: String,
+        /// Rows copied.
+        rows: i64,
+        /// Size in the source.
+        bytes: i64,
+        /// Time taken.
+        duration_ms: u64,
+    },
 }
 
 /// Receives the engine's events. Implementations must be cheap: they are

@@ -31,15 +31,20 @@
 //! - [`tenants`]: tenant sources (query, pattern, registry, command line).
 //! - [`ledger`]: the control schema, run ledger and registry.
 //! - [`engine`]: status, plan and migrate; emits [`Event`]s.
+//! - [`copy`]: copy-into-new-schema (catalog read, DDL in dependency order,
+//!   parallel row copy from one exported snapshot, checks).
+//! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
 //! - [`output`]: human and JSON printers of events and reports.
 
 pub mod config;
+pub mod copy;
 mod db;
 pub mod engine;
 mod error;
 pub mod events;
 pub mod ident;
 pub mod ledger;
+pub mod lifecycle;
 pub mod migration;
 pub mod output;
 pub mod repair;
@@ -47,6 +52,7 @@ pub mod state;
 pub mod tenants;
 
 pub use config::{Settings, TransactionMode};
+pub use copy::{CopyOptions, CopyReport, Verify};
 pub use engine::{Engine, MigrateOptions, RunReport, Selection, StatusReport};
 pub use error::{Error, Result};
 pub use events::{

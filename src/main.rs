@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tenantmig::output::{self, Format, HumanEvents, JsonEvents};
-use tenantmig::{Engine, Error, EventSink, MigrateOptions, NoEvents, Selection, Settings};
+use tenantmig::{
+    CopyOptions, Engine, Error, EventSink, MigrateOptions, NoEvents, Selection, Settings, Verify,
+};
 
 /// PostgreSQL schema migrations for schema-per-tenant SaaS: shared
 /// migrations once, tenant migrations fanned out across every tenant schema.
@@ -68,6 +70,88 @@ enum Command {
     Runs(RunsArgs),
     /// Clear the failed row a `-- no-transaction` migration left, after fixing the schema by hand.
     Repair(RepairArgs),
+    /// Create an empty schema, optionally bringing it to head with the shared or tenant migrations.
+    CreateSchema(CreateSchemaArgs),
+    /// Drop a schema and everything in it; without --yes only show what would go.
+    DropSchema(DropSchemaArgs),
+    /// Copy a schema (structure, rows, history) into a new schema of the same database, all or nothing.
+    CopyIntoNewSchema(CopyArgs),
+    /// Add or remove a tenant.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// Which migration set `create-schema --apply` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ApplySet {
+    /// The shared migrations (a new version's shared schema).
+    Shared,
+    /// The tenant migrations.
+    Tenant,
+}
+
+#[derive(Debug, Args)]
+struct CreateSchemaArgs {
+    /// The schema to create (quote names with capitals or spaces for the shell).
+    name: String,
+    /// Accept an existing schema instead of failing (with --apply, it is still brought to head).
+    #[arg(long)]
+    if_not_exists: bool,
+    /// Bring the new schema to head with this migration set right away.
+    #[arg(long, value_enum, value_name = "SET")]
+    apply: Option<ApplySet>,
+}
+
+#[derive(Debug, Args)]
+struct DropSchemaArgs {
+    /// The schema to drop.
+    name: String,
+    /// Succeed quietly when the schema does not exist.
+    #[arg(long)]
+    if_exists: bool,
+    /// Confirm: without it, only show what would be dropped (tables, approximate rows, size) and exit 2.
+    #[arg(long)]
+    yes: bool,
+    /// Also allow dropping the shared or control schema (with --yes).
+    #[arg(long)]
+    allow_shared: bool,
+}
+
+#[derive(Debug, Args)]
+struct CopyArgs {
+    /// The schema to copy.
+    source: String,
+    /// The new schema; it must not exist.
+    target: String,
+    /// Copy the structure only (the history table's rows are still copied).
+    #[arg(long)]
+    no_data: bool,
+    /// Connections copying tables and building indexes at once [config: jobs; default: 4].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Check before the copy is put in place: row counts per table, row counts and row hashes, or nothing.
+    #[arg(long, value_enum, default_value_t = Verify::Counts)]
+    verify: Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant schema, bring it to head and register it.
+    Add {
+        /// The new tenant's schema.
+        name: String,
+        /// Copy this up-to-date schema instead of running the tenant migrations (faster for long histories).
+        #[arg(long, value_name = "SCHEMA")]
+        from_template: Option<String>,
+    },
+    /// Drop a tenant's schema and unregister it; without --yes only show what would go.
+    Remove {
+        /// The tenant's schema.
+        name: String,
+        /// Confirm the drop.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Which tenants a command looks at.
@@ -468,5 +552,225 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             )?;
             Ok(0)
         }
+        Command::CreateSchema(a) => {
+            let mut s = settings(g)?;
+            let selection = match a.apply {
+                Some(ApplySet::Shared) => {
+                    s.shared_schema = a.name.clone();
+                    Selection {
+                        shared: true,
+                        tenants: false,
+                        ..Selection::default()
+                    }
+                }
+                Some(ApplySet::Tenant) => Selection {
+                    shared: false,
+                    tenants: true,
+                    tenant_names: vec![a.name.clone()],
+                    exclude: Vec::new(),
+                },
+                None => Selection::default(),
+            };
+            let (events, human) = sink(g);
+            let engine = Engine::new(s, &selection, events)?;
+            let created = engine.create_schema(&a.name, a.if_not_exists).await?;
+            let mut report = None;
+            if a.apply.is_some() {
+                let opts = MigrateOptions {
+                    selection,
+                    canary: 0,
+                    dry_run: false,
+                    args: args_for_ledger(),
+                };
+                let r = engine.migrate(&opts, ctrl_c()).await;
+                if let Some(h) = &human {
+                    h.finish();
+                }
+                report = Some(r?);
+            }
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &serde_json::json!({ "schema": a.name, "created": created, "run": report }),
+                )?,
+                Format::Human => {
+                    writeln!(
+                        stdout,
+                        "{} schema {}",
+                        if created {
+                            "created"
+                        } else {
+                            "kept the existing"
+                        },
+                        a.name
+                    )?;
+                    if let Some(r) = &report {
+                        output::run_summary_human(stdout, r)?;
+                    }
+                }
+            }
+            Ok(match &report {
+                Some(r) if !r.is_success() => 1,
+                _ => 0,
+            })
+        }
+        Command::DropSchema(a) => {
+            let s = settings(g)?;
+            tenantmig::lifecycle::check_droppable(&a.name, &s, a.allow_shared)?;
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            drop_command(
+                &engine,
+                g,
+                stdout,
+                &a.name,
+                a.if_exists,
+                a.yes,
+                "drop-schema",
+            )
+            .await
+        }
+        Command::CopyIntoNewSchema(a) => {
+            let s = settings(g)?;
+            let jobs = a.jobs.unwrap_or(s.jobs);
+            let (events, human) = sink(g);
+            let engine = Engine::new(s, &Selection::default(), events)?;
+            let opts = CopyOptions {
+                source: a.source.clone(),
+                target: a.target.clone(),
+                data: !a.no_data,
+                jobs,
+                verify: a.verify,
+            };
+            let started = std::time::Instant::now();
+            let report = engine.copy_schema(&opts, ctrl_c()).await;
+            if let Some(h) = &human {
+                h.finish();
+            }
+            let (report, error) = match report {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e)),
+            };
+            // A copy that got as far as running is a run in the ledger.
+            if !matches!(
+                error,
+                Some(Error::Usage { .. } | Error::InvalidName(_) | Error::Connect { .. })
+            ) {
+                let msg = error.as_ref().map(|e| e.to_string());
+                let _ = engine
+                    .record_run(
+                        "copy-into-new-schema",
+                        &args_for_ledger(),
+                        &a.target,
+                        started,
+                        msg.as_deref(),
+                    )
+                    .await;
+            }
+            if let Some(e) = error {
+                return Err(e.into());
+            }
+            let report = report.expect("a report when there is no error");
+            match g.format {
+                Format::Json => output::json_line(stdout, &report)?,
+                Format::Human => output::copy_report_human(stdout, &report)?,
+            }
+            Ok(0)
+        }
+        Command::Tenant(TenantCommand::Add {
+            name,
+            from_template,
+        }) => {
+            let selection = Selection {
+                shared: false,
+                tenants: true,
+                tenant_names: vec![name.clone()],
+                exclude: Vec::new(),
+            };
+            let (events, human) = sink(g);
+            let engine = Engine::new(settings(g)?, &selection, events)?;
+            let r = engine
+                .tenant_add(name, from_template.as_deref(), &args_for_ledger(), ctrl_c())
+                .await;
+            if let Some(h) = &human {
+                h.finish();
+            }
+            let r = r?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &r)?,
+                Format::Human => output::tenant_add_human(stdout, &r)?,
+            }
+            Ok(0)
+        }
+        Command::Tenant(TenantCommand::Remove { name, yes }) => {
+            let s = settings(g)?;
+            tenantmig::lifecycle::check_droppable(name, &s, false)?;
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            drop_command(&engine, g, stdout, name, false, *yes, "tenant remove").await
+        }
     }
+}
+
+/// `drop-schema` and `tenant remove`: preview, then drop only with `--yes`.
+async fn drop_command(
+    engine: &Engine,
+    g: &Global,
+    stdout: &mut dyn Write,
+    name: &str,
+    if_exists: bool,
+    yes: bool,
+    command: &str,
+) -> Result<u8, Failure> {
+    let Some(preview) = engine.drop_preview(name).await? else {
+        if if_exists {
+            writeln!(
+                io::stderr(),
+                "schema {name} does not exist; nothing to drop"
+            )?;
+            return Ok(0);
+        }
+        return Err(Error::Usage {
+            message: format!(
+                "schema {name:?} does not exist (names are case-sensitive; pass --if-exists to accept that)"
+            ),
+        }
+        .into());
+    };
+    if !yes {
+        match g.format {
+            Format::Json => output::json_line(
+                stdout,
+                &serde_json::json!({ "would_drop": preview, "dropped": false }),
+            )?,
+            Format::Human => output::drop_preview_human(stdout, &preview)?,
+        }
+        return Err(Error::Usage {
+            message: format!(
+                "{command} is destructive: it drops schema {name:?} and everything in it; nothing was changed. Rerun with --yes to confirm"
+            ),
+        }
+        .into());
+    }
+    let report = engine
+        .drop_schema(name, command, &args_for_ledger())
+        .await?;
+    match g.format {
+        Format::Json => output::json_line(stdout, &report)?,
+        Format::Human => {
+            output::drop_preview_human(stdout, &preview)?;
+            writeln!(
+                stdout,
+                "dropped schema {name}{}{}",
+                if report.unregistered {
+                    " and removed it from the tenant registry"
+                } else {
+                    ""
+                },
+                report
+                    .run_id
+                    .map(|i| format!(" (run {i})"))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(0)
 }

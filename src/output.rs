@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::engine::{RunReport, StatusReport};
@@ -76,6 +76,10 @@ pub struct HumanEvents {
 #[derive(Default)]
 struct HumanState {
     bar: Option<ProgressBar>,
+    /// A copy's bars: the overall one is `bar`, one per table in flight.
+    multi: Option<MultiProgress>,
+    /// Table bars in flight, with how many slices of the table are.
+    tables: std::collections::HashMap<String, (ProgressBar, usize)>,
     total: usize,
     done: usize,
     failed: usize,
@@ -105,8 +109,14 @@ impl HumanEvents {
     /// Removes the bar (call before printing the summary).
     pub fn finish(&self) {
         let mut st = self.state.lock().expect("printer lock");
+        for (_, (bar, _)) in st.tables.drain() {
+            bar.finish_and_clear();
+        }
         if let Some(bar) = st.bar.take() {
             bar.finish_and_clear();
+        }
+        if let Some(m) = st.multi.take() {
+            let _ = m.clear();
         }
         if let Ok(mut b) = active_bar().lock() {
             *b = None;
@@ -199,6 +209,93 @@ impl EventSink for HumanEvents {
             Event::Stopping { reason } => {
                 self.line(&st, &format!("stopping: {}", reason.describe()))
             }
+            Event::CopyStarted {
+                source,
+                target,
+                tables,
+                bytes,
+                jobs,
+            } => {
+                if self.terminal {
+                    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                    let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} copying {msg} {bar:30} {bytes}/{total_bytes} | {elapsed}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("{source} -> {target}"));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    if let Ok(mut b) = active_bar().lock() {
+                        *b = Some(bar.clone());
+                    }
+                    st.bar = Some(bar);
+                    st.multi = Some(multi);
+                } else {
+                    self.line(
+                        &st,
+                        &format!(
+                            "copying {source} into {target}: {tables} tables, {} over {jobs} connections",
+                            human_bytes(bytes)
+                        ),
+                    );
+                }
+            }
+            Event::CopyStep { step } => self.line(&st, &step),
+            Event::TableCopyStarted { table, bytes, .. } => {
+                if let Some(multi) = st.multi.clone() {
+                    if let Some((bar, n)) = st.tables.get_mut(&table) {
+                        bar.inc_length(bytes.max(0) as u64);
+                        *n += 1;
+                    } else {
+                        let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "    {prefix:24!} {bar:20} {bytes}/{total_bytes}",
+                            )
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                        );
+                        bar.set_prefix(table.clone());
+                        st.tables.insert(table, (bar, 1));
+                    }
+                }
+            }
+            Event::TableCopyProgress {
+                table,
+                bytes_written,
+            } => {
+                if let Some((bar, _)) = st.tables.get(&table) {
+                    let len = bar.length().unwrap_or(0);
+                    bar.set_position((bytes_written.max(0) as u64).min(len));
+                }
+            }
+            Event::TableCopied {
+                table,
+                rows,
+                bytes,
+                duration_ms,
+            } => {
+                if let Some(bar) = &st.bar {
+                    bar.inc(bytes.max(0) as u64);
+                }
+                let last = match st.tables.get_mut(&table) {
+                    Some((_, n)) => {
+                        *n -= 1;
+                        *n == 0
+                    }
+                    None => false,
+                };
+                if last && let Some((bar, _)) = st.tables.remove(&table) {
+                    bar.finish_and_clear();
+                    if let Some(m) = &st.multi {
+                        m.remove(&bar);
+                    }
+                }
+                tracing::info!(table, rows, duration_ms, "table copied");
+            }
         }
     }
 }
@@ -219,6 +316,11 @@ impl JsonEvents {
 
 impl EventSink for JsonEvents {
     fn emit(&self, event: Event) {
+        // Progress ticks are for bars; JSON readers get the start and end
+        // of each table instead.
+        if matches!(event, Event::TableCopyProgress { .. }) {
+            return;
+        }
         let mut out = self.out.lock().expect("output lock");
         if serde_json::to_writer(&mut *out, &event).is_ok() {
             let _ = writeln!(out);
@@ -669,6 +771,142 @@ pub fn run_detail_human(
         if let Some(stmt) = &s.failed_statement {
             writeln!(w, "{:<32} failed statement: {stmt}", "")?;
         }
+    }
+    Ok(())
+}
+
+/// A size for people (`1.50 MiB`).
+pub fn human_bytes(n: i64) -> String {
+    indicatif::HumanBytes(n.max(0) as u64).to_string()
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// The result of `copy-into-new-schema`.
+pub fn copy_report_human(w: &mut dyn Write, r: &crate::copy::CopyReport) -> io::Result<()> {
+    writeln!(
+        w,
+        "copied schema {} into {}: {} objects, {} tables, {} rows ({}), {} indexes, in {} with {} connections",
+        r.source,
+        r.target,
+        r.objects,
+        r.tables,
+        thousands(r.rows.max(0) as usize),
+        human_bytes(r.bytes),
+        r.indexes,
+        secs(r.duration_ms),
+        r.jobs
+    )?;
+    let t = &r.timings;
+    writeln!(
+        w,
+        "  objects {} | rows {} | indexes {} | constraints and the rest {} | check {}",
+        secs(t.schema_ms),
+        secs(t.data_ms),
+        secs(t.indexes_ms),
+        secs(t.constraints_ms),
+        secs(t.verify_ms)
+    )?;
+    match r.verify {
+        crate::copy::Verify::None => writeln!(w, "  not checked (--verify none)")?,
+        v => writeln!(
+            w,
+            "  checked: {} of {} tables match the source",
+            if v == crate::copy::Verify::Checksums {
+                "row counts and row hashes"
+            } else {
+                "row counts"
+            },
+            r.checks.len()
+        )?,
+    }
+    for warning in &r.warnings {
+        writeln!(w, "  warning: {warning}")?;
+    }
+    Ok(())
+}
+
+/// What `drop-schema` or `tenant remove` would remove.
+pub fn drop_preview_human(w: &mut dyn Write, p: &crate::lifecycle::DropPreview) -> io::Result<()> {
+    let rows: i64 = p.tables.iter().filter_map(|t| t.approx_rows).sum();
+    writeln!(
+        w,
+        "schema {}: {} tables, about {} rows, {}",
+        p.schema,
+        p.tables.len(),
+        thousands(rows.max(0) as usize),
+        human_bytes(p.bytes)
+    )?;
+    for t in p.tables.iter().take(20) {
+        writeln!(
+            w,
+            "  {:<32} {:<18} {:>14} rows {:>12}",
+            t.name,
+            t.kind,
+            t.approx_rows
+                .map(|n| format!("~{}", thousands(n.max(0) as usize)))
+                .unwrap_or_else(|| "?".into()),
+            human_bytes(t.bytes)
+        )?;
+    }
+    if p.tables.len() > 20 {
+        writeln!(w, "  … and {} more tables", p.tables.len() - 20)?;
+    }
+    if !p.other_objects.is_empty() {
+        let parts: Vec<String> = p
+            .other_objects
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        writeln!(w, "  also: {}", parts.join(", "))?;
+    }
+    for d in &p.dependents {
+        writeln!(w, "  outside the schema, also dropped: {d}")?;
+    }
+    if p.registered {
+        writeln!(
+            w,
+            "  it is in the tenant registry and will be removed from it"
+        )?;
+    }
+    Ok(())
+}
+
+/// The result of `tenant add`.
+pub fn tenant_add_human(
+    w: &mut dyn Write,
+    r: &crate::lifecycle::TenantAddReport,
+) -> io::Result<()> {
+    use crate::lifecycle::TenantFill;
+    let how = match &r.fill {
+        TenantFill::Replay { run } => format!(
+            "ran {} tenant migrations{}",
+            run.tenants.first().map(|o| o.applied.len()).unwrap_or(0),
+            run.run_id
+                .map(|i| format!(" (run {i})"))
+                .unwrap_or_default()
+        ),
+        TenantFill::Template { copy } => format!(
+            "copied template {} ({} tables, {} rows)",
+            copy.source,
+            copy.tables,
+            thousands(copy.rows.max(0) as usize)
+        ),
+    };
+    writeln!(
+        w,
+        "added tenant {} at version {}: {how}, in {}{}",
+        r.schema,
+        r.version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "none".into()),
+        secs(r.duration_ms),
+        if r.registered { "; registered" } else { "" }
+    )?;
+    if let Some(n) = &r.note {
+        writeln!(w, "  note: {n}")?;
     }
     Ok(())
 }

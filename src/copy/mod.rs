@@ -1,0 +1,803 @@
+//! `copy-into-new-schema`: a full copy of one schema as a new schema in the
+//! same database, all or nothing.
+//!
+//! How it works:
+//! 1. One connection opens a `REPEATABLE READ` transaction, exports its
+//!    snapshot (`pg_export_snapshot`), reads the source's catalog with the
+//!    search path set to the source alone (so PostgreSQL's deparser prints
+//!    the source's objects unqualified, see [`catalog`]) and takes `ACCESS
+//!    SHARE` locks on its tables, as `pg_dump` does.
+//! 2. Types, sequences, functions, tables and views are created in one
+//!    transaction under a temporary schema name, in dependency order.
+//! 3. `--jobs` connections import the snapshot and copy rows inside the
+//!    server (`INSERT … SELECT`, large tables split into block ranges), so
+//!    the copy is consistent even while the source takes writes.
+//! 4. Indexes are built in parallel after the rows; then constraints,
+//!    foreign keys, triggers, rules, policies, sequence values, comments,
+//!    grants and owners.
+//! 5. Row counts (or row hashes) are compared table by table against the
+//!    snapshot, and only then is the temporary schema renamed to the target.
+//!
+//! Any failure, or a kill, leaves at most the temporary schema, which the
+//! next copy into the same target drops first.
+
+pub(crate) mod catalog;
+pub(crate) mod ddl;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
+
+use crate::db;
+use crate::engine::{Engine, describe_db_error};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::ident::{quote_ident, validate_schema_name};
+use ddl::{CheckedTable, DataTask, Stmt};
+
+/// How a copy is checked before it is renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Row counts per table.
+    #[default]
+    Counts,
+    /// Row counts and an order-independent hash of each table's rows.
+    Checksums,
+    /// No check.
+    None,
+}
+
+/// What to copy and how.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// The schema to copy.
+    pub source: String,
+    /// The new schema; it must not exist.
+    pub target: String,
+    /// Copy rows too (false: structure only, with the history table's rows
+    /// still copied so the copy knows its version).
+    pub data: bool,
+    /// Connections copying tables and building indexes at once.
+    pub jobs: usize,
+    /// The check run before the copy is renamed into place.
+    pub verify: Verify,
+}
+
+/// One table's check.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    /// The table.
+    pub table: String,
+    /// Rows in the source (in the copy's snapshot).
+    pub source_rows: i64,
+    /// Rows in the copy.
+    pub target_rows: i64,
+    /// Hash of the source's rows (with `--verify checksums`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_hash: Option<String>,
+    /// Hash of the copy's rows (with `--verify checksums`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_hash: Option<String>,
+}
+
+impl TableCheck {
+    /// True when counts (and hashes, if taken) agree.
+    pub fn matches(&self) -> bool {
+        self.source_rows == self.target_rows && self.source_hash == self.target_hash
+    }
+}
+
+/// Time spent in each step of a copy, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyTimings {
+    /// Reading the catalog and creating the objects.
+    pub schema_ms: u64,
+    /// Copying rows (and refreshing materialized views).
+    pub data_ms: u64,
+    /// Building indexes.
+    pub indexes_ms: u64,
+    /// Constraints, triggers, policies, grants and the rest.
+    pub constraints_ms: u64,
+    /// Checking counts or hashes.
+    pub verify_ms: u64,
+}
+
+/// The result of a copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The source schema.
+    pub source: String,
+    /// The new schema.
+    pub target: String,
+    /// Objects created (types, sequences, functions, tables, views).
+    pub objects: usize,
+    /// Tables whose rows were copied.
+    pub tables: usize,
+    /// Rows copied.
+    pub rows: i64,
+    /// Size of the source tables copied.
+    pub bytes: i64,
+    /// Indexes built.
+    pub indexes: usize,
+    /// Connections used.
+    pub jobs: usize,
+    /// The check that was run.
+    pub verify: Verify,
+    /// Per-table results of the check.
+    pub checks: Vec<TableCheck>,
+    /// What could not be copied faithfully.
+    pub warnings: Vec<String>,
+    /// Time per step.
+    pub timings: CopyTimings,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+/// The temporary name a copy into `target` is built under: fixed per
+/// target, so a rerun finds and drops what an interrupted copy left.
+pub fn temp_name(target: &str) -> String {
+    let h = Sha256::digest(target.as_bytes());
+    format!("tenantmig_copy_{}", &hex::encode(h)[..16])
+}
+
+/// The comment that marks a temporary schema as tenantmig's own.
+const MARK: &str = "tenantmig: incomplete copy";
+
+/// Work handed to the copy's connections.
+enum Job {
+    Data(DataTask),
+    Index(Stmt),
+    Check(CheckedTable),
+}
+
+enum Done {
+    Data { rows: i64 },
+    Index,
+    Check(TableCheck),
+}
+
+/// What the workers share.
+struct Shared {
+    source: String,
+    tmp: String,
+    snapshot: String,
+    verify: Verify,
+    failed: AtomicBool,
+    in_flight: Mutex<Vec<(String, i64)>>,
+}
+
+impl Engine {
+    /// Copies `opts.source` into the new schema `opts.target` (see the
+    /// module docs). `shutdown` resolving stops the copy and drops what it
+    /// built.
+    pub async fn copy_schema(
+        &self,
+        opts: &CopyOptions,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<CopyReport> {
+        let started = Instant::now();
+        let src = opts.source.as_str();
+        let dst = opts.target.as_str();
+        validate_schema_name(src)?;
+        validate_schema_name(dst)?;
+        if src == dst {
+            return Err(Error::Usage {
+                message: format!(
+                    "source and target are both {dst:?}: copy-into-new-schema needs a new name for the copy"
+                ),
+            });
+        }
+        if opts.jobs == 0 {
+            return Err(Error::Usage {
+                message: "--jobs must be at least 1".into(),
+            });
+        }
+        let mut ctl = self.connection().await?;
+        if !db::schema_exists(&mut ctl, src)
+            .await
+            .map_err(Error::db("looking up the source schema"))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "source schema {src:?} does not exist (check the name; names are case-sensitive)"
+                ),
+            });
+        }
+        if db::schema_exists(&mut ctl, dst)
+            .await
+            .map_err(Error::db("looking up the target schema"))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "target schema {dst:?} already exists; copy-into-new-schema never writes into an existing schema: choose a new name, or drop it first with `tenantmig drop-schema {} --yes`",
+                    shell_word(dst)
+                ),
+            });
+        }
+        if !db::try_lock(&mut ctl, dst)
+            .await
+            .map_err(Error::db("locking the target name"))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "another tenantmig process is working on schema {dst:?}; retry when it has finished"
+                ),
+            });
+        }
+        let tmp = temp_name(dst);
+        let result = self
+            .copy_locked(&mut ctl, opts, &tmp, started, shutdown)
+            .await;
+        if result.is_err() {
+            let _ = ctl
+                .execute(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    quote_ident(&tmp)
+                )))
+                .await;
+        }
+        let _ = db::unlock(&mut ctl, dst).await;
+        let _ = ctl.close().await;
+        result
+    }
+
+    async fn copy_locked(
+        &self,
+        ctl: &mut PgConnection,
+        opts: &CopyOptions,
+        tmp: &str,
+        started: Instant,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<CopyReport> {
+        let src = opts.source.as_str();
+        let dst = opts.target.as_str();
+        let s = &self.settings;
+        drop_leftover(ctl, tmp, dst, &*self.sink).await?;
+
+        let (free, _) = db::free_connections(ctl)
+            .await
+            .map_err(Error::db("counting the server's free connections"))?;
+        // The control and snapshot connections come first; one stays spare.
+        let cap = (free - 3).max(1) as usize;
+        let mut jobs = opts.jobs;
+        if jobs > cap {
+            self.sink.emit(Event::Warning {
+                message: format!(
+                    "--jobs {jobs} exceeds the {cap} connections free for this database and role; using {cap}"
+                ),
+            });
+            jobs = cap;
+        }
+
+        // The snapshot: catalog read, locks, and every read of the source.
+        let mut snap = self.connection().await?;
+        let doing = format!("reading schema {src}");
+        // language=SQL
+        snap.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL search_path TO {}; SET LOCAL lock_timeout = {}",
+            quote_ident(src),
+            s.lock_wait.as_millis()
+        ))))
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut snap)
+            .await
+            .map_err(Error::db(doing.clone()))?;
+        let nsp: i64 =
+            sqlx::query_scalar("SELECT oid::int8 FROM pg_catalog.pg_namespace WHERE nspname = $1")
+                .bind(src)
+                .fetch_one(&mut snap)
+                .await
+                .map_err(Error::db(doing.clone()))?;
+        let def = catalog::read(&mut snap, nsp)
+            .await
+            .map_err(Error::db(doing.clone()))?;
+        let lockable: Vec<String> = def
+            .relations
+            .iter()
+            .filter(|r| matches!(r.kind, 'r' | 'p'))
+            .map(|r| format!("{}.{}", quote_ident(src), quote_ident(&r.name)))
+            .collect();
+        for chunk in lockable.chunks(500) {
+            // language=SQL
+            snap.execute(AssertSqlSafe(format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                chunk.join(", ")
+            )))
+            .await
+            .map_err(Error::db(format!("locking the tables of schema {src}")))?;
+        }
+
+        let mut plan = ddl::plan(&def, src, dst, tmp, opts.data);
+        for w in &plan.warnings {
+            self.sink.emit(Event::Warning { message: w.clone() });
+        }
+        let data = ddl::split_large(std::mem::take(&mut plan.data), jobs, 8192);
+        let tables: std::collections::HashSet<&str> =
+            data.iter().map(|t| t.table.as_str()).collect();
+        let table_count = tables.len();
+        let bytes: i64 = data.iter().map(|t| t.bytes).sum();
+        self.sink.emit(Event::CopyStarted {
+            source: src.to_string(),
+            target: dst.to_string(),
+            tables: table_count,
+            bytes,
+            jobs,
+        });
+
+        // Objects, in one transaction under the temporary name.
+        let mut timings = CopyTimings::default();
+        // language=SQL
+        let head = format!(
+            "CREATE SCHEMA {t}; COMMENT ON SCHEMA {t} IS {}; \
+             SET LOCAL search_path TO {t}; SET LOCAL check_function_bodies = off; \
+             SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = {}",
+            ddl::lit(&format!("{MARK} of {src:?} into {dst:?}")),
+            s.lock_wait.as_millis(),
+            t = quote_ident(tmp)
+        );
+        let mut tx = ctl
+            .begin()
+            .await
+            .map_err(Error::db("starting the copy's transaction"))?;
+        tx.execute(sqlx::raw_sql(AssertSqlSafe(head)))
+            .await
+            .map_err(Error::db(format!("creating the temporary schema {tmp}")))?;
+        for st in &plan.pre {
+            run_stmt(&mut tx, st).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(Error::db("committing the copy's objects"))?;
+        timings.schema_ms = started.elapsed().as_millis() as u64;
+        self.sink.emit(Event::CopyStep {
+            step: format!("created {} objects", plan.objects),
+        });
+
+        let shared = Arc::new(Shared {
+            source: src.to_string(),
+            tmp: tmp.to_string(),
+            snapshot,
+            verify: opts.verify,
+            failed: AtomicBool::new(false),
+            in_flight: Mutex::new(Vec::new()),
+        });
+        let mut workers = Vec::with_capacity(jobs);
+        for _ in 0..jobs {
+            let mut c = self.connection().await?;
+            // language=SQL
+            c.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                "SET search_path TO {}; SET synchronous_commit = off; SET lock_timeout = {}",
+                quote_ident(tmp),
+                s.lock_wait.as_millis()
+            ))))
+            .await
+            .map_err(Error::db("setting up a copy connection"))?;
+            workers.push(c);
+        }
+
+        let body = async {
+            // Rows.
+            let t0 = Instant::now();
+            let mut rows = 0i64;
+            if !data.is_empty() {
+                let jobs_q: VecDeque<Job> = data.iter().cloned().map(Job::Data).collect();
+                let done = self
+                    .run_jobs(&mut workers, jobs_q, &shared, Some(&mut *ctl))
+                    .await?;
+                for d in done {
+                    if let Done::Data { rows: n, .. } = d {
+                        rows += n;
+                    }
+                }
+            }
+            if !plan.refresh.is_empty() {
+                ctl.execute(AssertSqlSafe(format!(
+                    "SET search_path TO {}",
+                    quote_ident(tmp)
+                )))
+                .await
+                .map_err(Error::db("setting the search path"))?;
+                for st in &plan.refresh {
+                    run_stmt(ctl, st).await?;
+                }
+            }
+            timings.data_ms = t0.elapsed().as_millis() as u64;
+            self.sink.emit(Event::CopyStep {
+                step: format!("copied {rows} rows"),
+            });
+
+            // Indexes, in parallel.
+            let t0 = Instant::now();
+            let n_indexes = plan.indexes.len();
+            let idx: VecDeque<Job> = plan.indexes.iter().cloned().map(Job::Index).collect();
+            self.run_jobs(&mut workers, idx, &shared, None).await?;
+            timings.indexes_ms = t0.elapsed().as_millis() as u64;
+            self.sink.emit(Event::CopyStep {
+                step: format!("built {n_indexes} indexes"),
+            });
+
+            // Everything else, in order.
+            let t0 = Instant::now();
+            ctl.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                "SET search_path TO {}; SET lock_timeout = {}",
+                quote_ident(tmp),
+                s.lock_wait.as_millis()
+            ))))
+            .await
+            .map_err(Error::db("setting the search path"))?;
+            for st in &plan.post {
+                run_stmt(ctl, st).await?;
+            }
+            let _ = ctl.execute("RESET ALL").await;
+            timings.constraints_ms = t0.elapsed().as_millis() as u64;
+            self.sink.emit(Event::CopyStep {
+                step: format!(
+                    "added {} constraints, triggers, policies, comments and grants",
+                    plan.post.len()
+                ),
+            });
+
+            // Checks against the snapshot.
+            let t0 = Instant::now();
+            let mut checks = Vec::new();
+            if opts.verify != Verify::None && opts.data {
+                let q: VecDeque<Job> = plan.checked.iter().cloned().map(Job::Check).collect();
+                for d in self.run_jobs(&mut workers, q, &shared, None).await? {
+                    if let Done::Check(c) = d {
+                        checks.push(c);
+                    }
+                }
+                checks.sort_by(|a, b| a.table.cmp(&b.table));
+                let bad: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.matches())
+                    .map(|c| {
+                        format!(
+                            "{}: {} rows in {src}, {} in the copy{}",
+                            c.table,
+                            c.source_rows,
+                            c.target_rows,
+                            if c.source_hash != c.target_hash {
+                                ", row hashes differ"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect();
+                if !bad.is_empty() {
+                    return Err(Error::Failed {
+                        message: format!(
+                            "the copy of {src} does not match its source ({}); nothing was created",
+                            bad.join("; ")
+                        ),
+                    });
+                }
+                self.sink.emit(Event::CopyStep {
+                    step: format!(
+                        "verified {} of {} tables",
+                        if opts.verify == Verify::Checksums {
+                            "row counts and hashes"
+                        } else {
+                            "row counts"
+                        },
+                        checks.len()
+                    ),
+                });
+            }
+            timings.verify_ms = t0.elapsed().as_millis() as u64;
+            Ok((rows, n_indexes, checks))
+        };
+        let outcome = tokio::select! {
+            r = body => r,
+            _ = shutdown => Err(Error::Failed {
+                message: format!("interrupted: the copy into {dst} was stopped and its temporary schema dropped; {dst} was not created"),
+            }),
+        };
+        for w in workers {
+            let _ = w.close().await;
+        }
+        let (rows, n_indexes, checks) = outcome?;
+        let _ = snap.execute("COMMIT").await;
+        let _ = snap.close().await;
+
+        // Into place, in one transaction.
+        // language=SQL
+        let rename = format!(
+            "BEGIN; ALTER SCHEMA {} RENAME TO {d}; COMMENT ON SCHEMA {d} IS {}; COMMIT",
+            quote_ident(tmp),
+            def.comment
+                .as_deref()
+                .map(ddl::lit)
+                .unwrap_or_else(|| "NULL".into()),
+            d = quote_ident(dst)
+        );
+        ctl.execute(sqlx::raw_sql(AssertSqlSafe(rename)))
+            .await
+            .map_err(Error::db(format!("renaming the finished copy to {dst}")))?;
+        self.sink.emit(Event::CopyStep {
+            step: format!("renamed the copy to {dst}"),
+        });
+        Ok(CopyReport {
+            source: src.to_string(),
+            target: dst.to_string(),
+            objects: plan.objects,
+            tables: table_count,
+            rows,
+            bytes,
+            indexes: n_indexes,
+            jobs,
+            verify: if opts.data { opts.verify } else { Verify::None },
+            checks,
+            warnings: plan.warnings,
+            timings,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Hands `jobs` to the worker connections from one queue. With
+    /// `monitor`, that connection reports how far the tables in flight
+    /// have grown while the workers run.
+    async fn run_jobs(
+        &self,
+        workers: &mut [PgConnection],
+        jobs: VecDeque<Job>,
+        shared: &Arc<Shared>,
+        monitor: Option<&mut PgConnection>,
+    ) -> Result<Vec<Done>> {
+        let queue = Mutex::new(jobs);
+        let work = futures::future::try_join_all(
+            workers
+                .iter_mut()
+                .map(|c| self.worker(c, &queue, shared.clone())),
+        );
+        let mut work = std::pin::pin!(work);
+        let Some(m) = monitor else {
+            return Ok(work.await?.into_iter().flatten().collect());
+        };
+        loop {
+            tokio::select! {
+                r = &mut work => return Ok(r?.into_iter().flatten().collect()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let tables: Vec<(String, i64)> = shared
+                        .in_flight
+                        .lock()
+                        .map(|v| v.clone())
+                        .unwrap_or_default();
+                    for (t, _) in tables {
+                        // language=SQL
+                        let size: Option<i64> = sqlx::query_scalar(
+                            "SELECT pg_relation_size(c.oid)::int8 FROM pg_catalog.pg_class c \
+                             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                             WHERE n.nspname = $1 AND c.relname = $2",
+                        )
+                        .bind(&shared.tmp)
+                        .bind(&t)
+                        .fetch_optional(&mut *m)
+                        .await
+                        .ok()
+                        .flatten();
+                        if let Some(bytes) = size {
+                            self.sink.emit(Event::TableCopyProgress {
+                                table: t,
+                                bytes_written: bytes,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn worker(
+        &self,
+        conn: &mut PgConnection,
+        queue: &Mutex<VecDeque<Job>>,
+        shared: Arc<Shared>,
+    ) -> Result<Vec<Done>> {
+        let mut out = Vec::new();
+        loop {
+            if shared.failed.load(Ordering::SeqCst) {
+                break;
+            }
+            let Some(job) = queue.lock().expect("queue lock").pop_front() else {
+                break;
+            };
+            let r = self.do_job(conn, job, &shared).await;
+            match r {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    shared.failed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn do_job(&self, conn: &mut PgConnection, job: Job, sh: &Shared) -> Result<Done> {
+        let src = quote_ident(&sh.source);
+        let tmp = quote_ident(&sh.tmp);
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}; SET LOCAL row_security = off",
+            ddl::lit(&sh.snapshot)
+        );
+        match job {
+            Job::Data(t) => {
+                let started = Instant::now();
+                self.sink.emit(Event::TableCopyStarted {
+                    table: t.table.clone(),
+                    bytes: t.bytes,
+                    estimated_rows: t.est_rows,
+                });
+                if let Ok(mut v) = sh.in_flight.lock() {
+                    v.push((t.table.clone(), t.bytes));
+                }
+                let name = quote_ident(&t.table);
+                let range = match t.blocks {
+                    None => String::new(),
+                    Some((a, None)) => format!(" WHERE ctid >= '({a},0)'::tid"),
+                    Some((a, Some(b))) => {
+                        format!(" WHERE ctid >= '({a},0)'::tid AND ctid < '({b},0)'::tid")
+                    }
+                };
+                // language=SQL
+                let insert = format!(
+                    "INSERT INTO {tmp}.{name} ({cols}){ov} SELECT {sel} FROM ONLY {src}.{name}{range}",
+                    cols = t.columns,
+                    sel = t.select,
+                    ov = if t.overriding {
+                        " OVERRIDING SYSTEM VALUE"
+                    } else {
+                        ""
+                    }
+                );
+                let doing = format!("copying the rows of {}.{}", sh.source, t.table);
+                conn.execute(sqlx::raw_sql(AssertSqlSafe(begin)))
+                    .await
+                    .map_err(Error::db(doing.clone()))?;
+                let res = conn
+                    .execute(AssertSqlSafe(insert))
+                    .await
+                    .map_err(|e| Error::Failed {
+                        message: format!("while {doing}: {}", describe_db_error(&e)),
+                    })?;
+                conn.execute("COMMIT").await.map_err(Error::db(doing))?;
+                if let Ok(mut v) = sh.in_flight.lock()
+                    && let Some(i) = v.iter().position(|(n, _)| n == &t.table)
+                {
+                    v.remove(i);
+                }
+                let rows = res.rows_affected() as i64;
+                self.sink.emit(Event::TableCopied {
+                    table: t.table.clone(),
+                    rows,
+                    bytes: t.bytes,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+                Ok(Done::Data { rows })
+            }
+            Job::Index(st) => {
+                run_stmt(conn, &st).await?;
+                Ok(Done::Index)
+            }
+            Job::Check(c) => {
+                let name = quote_ident(&c.table);
+                let expr = if sh.verify == Verify::Checksums {
+                    // The sum of 64-bit slices of each row's md5: independent
+                    // of row order, and of the physical layout.
+                    "count(*)::int8, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::int8::numeric), 0)::text"
+                } else {
+                    "count(*)::int8, NULL::text"
+                };
+                let doing = format!("checking {}", c.table);
+                conn.execute(sqlx::raw_sql(AssertSqlSafe(begin)))
+                    .await
+                    .map_err(Error::db(doing.clone()))?;
+                // language=SQL
+                let a = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {expr} FROM ONLY {src}.{name} t"
+                )))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(Error::db(doing.clone()))?;
+                conn.execute("COMMIT")
+                    .await
+                    .map_err(Error::db(doing.clone()))?;
+                // language=SQL
+                let b = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {expr} FROM ONLY {tmp}.{name} t"
+                )))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(Error::db(doing.clone()))?;
+                Ok(Done::Check(TableCheck {
+                    table: c.table,
+                    source_rows: a.try_get(0).map_err(Error::db(doing.clone()))?,
+                    target_rows: b.try_get(0).map_err(Error::db(doing.clone()))?,
+                    source_hash: a.try_get(1).map_err(Error::db(doing.clone()))?,
+                    target_hash: b.try_get(1).map_err(Error::db(doing))?,
+                }))
+            }
+        }
+    }
+}
+
+/// Runs one statement, naming its object when it fails.
+async fn run_stmt(conn: &mut PgConnection, st: &Stmt) -> Result<()> {
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(st.sql.clone())))
+        .await
+        .map_err(|e| Error::Failed {
+            message: format!(
+                "while creating {} in the copy: {}\n  statement: {}",
+                st.what,
+                describe_db_error(&e),
+                st.sql
+            ),
+        })?;
+    Ok(())
+}
+
+/// Drops the temporary schema an interrupted copy into `dst` left behind,
+/// after checking it carries tenantmig's mark.
+async fn drop_leftover(
+    ctl: &mut PgConnection,
+    tmp: &str,
+    dst: &str,
+    sink: &dyn crate::events::EventSink,
+) -> Result<()> {
+    // language=SQL
+    let comment: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = $1",
+    )
+    .bind(tmp)
+    .fetch_optional(&mut *ctl)
+    .await
+    .map_err(Error::db("looking for a leftover temporary schema"))?;
+    match comment {
+        None => Ok(()),
+        Some(Some(c)) if c.starts_with(MARK) => {
+            ctl.execute(AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                quote_ident(tmp)
+            )))
+            .await
+            .map_err(Error::db(format!(
+                "dropping the leftover temporary schema {tmp}"
+            )))?;
+            sink.emit(Event::Warning {
+                message: format!(
+                    "dropped {tmp}, left by an interrupted copy into {dst}, before starting again"
+                ),
+            });
+            Ok(())
+        }
+        Some(_) => Err(Error::Usage {
+            message: format!(
+                "schema {tmp} (the temporary name of a copy into {dst}) exists but was not made by tenantmig; rename or drop it first"
+            ),
+        }),
+    }
+}
+
+/// A schema name as it would be typed in a shell command.
+pub(crate) fn shell_word(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_string()
+    } else {
+        format!("'{name}'")
+    }
+}

@@ -1,0 +1,581 @@
+//! Schema lifecycle: `create-schema`, `drop-schema`, `tenant add` and
+//! `tenant remove`.
+//!
+//! Dropping is never implicit: the library offers a preview
+//! ([`Engine::drop_preview`]) and a drop ([`Engine::drop_schema`]); the
+//! command line shows the preview and drops only with `--yes`. System
+//! schemas are refused always, the shared and control schemas unless the
+//! caller allows them explicitly ([`check_droppable`]).
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
+
+use crate::copy::{CopyOptions, CopyReport, Verify, shell_word};
+use crate::db;
+use crate::engine::{Engine, MigrateOptions, RunReport, Selection};
+use crate::error::{Error, Result};
+use crate::events::Phase;
+use crate::ident::{qualified, quote_ident, validate_schema_name};
+use crate::ledger::{Ledger, Record, RunTotals};
+use crate::state::SchemaState;
+
+/// True for PostgreSQL's own schemas (`pg_catalog`, `information_schema`,
+/// `pg_toast`, `pg_temp_N`, `pg_toast_temp_N`, anything starting `pg_`).
+pub fn is_system_schema(name: &str) -> bool {
+    name == "information_schema" || name.to_ascii_lowercase().starts_with("pg_")
+}
+
+/// Refuses to drop a system schema (always), or the shared or control
+/// schema unless `allow_shared`.
+pub fn check_droppable(name: &str, settings: &crate::Settings, allow_shared: bool) -> Result<()> {
+    if is_system_schema(name) {
+        return Err(Error::Usage {
+            message: format!("{name:?} is a PostgreSQL system schema; tenantmig never drops it"),
+        });
+    }
+    validate_schema_name(name)?;
+    let role = if name == settings.shared_schema {
+        Some("the shared schema (shared_schema)")
+    } else if name == settings.control_schema {
+        Some("tenantmig's control schema (control_schema: run ledger and tenant registry)")
+    } else {
+        None
+    };
+    if let (Some(role), false) = (role, allow_shared) {
+        return Err(Error::Usage {
+            message: format!(
+                "{name:?} is {role}; dropping it takes --allow-shared as well as --yes"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// One table of a drop preview.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSize {
+    /// The table.
+    pub name: String,
+    /// `table`, `partitioned table` or `materialized view`.
+    pub kind: String,
+    /// The planner's row estimate (`None` when never analyzed).
+    pub approx_rows: Option<i64>,
+    /// Size with indexes and TOAST.
+    pub bytes: i64,
+}
+
+/// What dropping a schema would remove.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropPreview {
+    /// The schema.
+    pub schema: String,
+    /// Its tables, largest first.
+    pub tables: Vec<TableSize>,
+    /// Total size of its tables.
+    pub bytes: i64,
+    /// Views, sequences, functions and types, by kind.
+    pub other_objects: Vec<(String, i64)>,
+    /// Objects in other schemas that depend on it and go too (CASCADE).
+    pub dependents: Vec<String>,
+    /// True when it is in the tenant registry.
+    pub registered: bool,
+}
+
+/// The result of `drop-schema` or `tenant remove`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropReport {
+    /// The schema.
+    pub schema: String,
+    /// False when it did not exist.
+    pub dropped: bool,
+    /// True when it was removed from the tenant registry.
+    pub unregistered: bool,
+    /// The run's id in the ledger.
+    pub run_id: Option<i64>,
+}
+
+/// How a new tenant was brought to head.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum TenantFill {
+    /// By running the tenant migrations.
+    Replay {
+        /// The migrate run.
+        run: Box<RunReport>,
+    },
+    /// By copying an up-to-date template schema.
+    Template {
+        /// The copy.
+        copy: Box<CopyReport>,
+    },
+}
+
+/// The result of `tenant add`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantAddReport {
+    /// The new tenant schema.
+    pub schema: String,
+    /// Its version afterwards.
+    pub version: Option<i64>,
+    /// How it was filled.
+    pub fill: TenantFill,
+    /// True when it was added to the tenant registry.
+    pub registered: bool,
+    /// Set when the tenant list comes from a query or pattern instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+impl Engine {
+    fn registry_in_use(&self) -> bool {
+        self.settings.tenants.query.is_none() && self.settings.tenants.pattern.is_none()
+    }
+
+    async fn registry_exists(&self, conn: &mut PgConnection) -> Result<bool> {
+        let table = qualified(&self.settings.control_schema, "tenants");
+        // language=SQL
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::db("looking for the tenant registry"))
+    }
+
+    /// Records a one-schema run in the ledger (after the work is done);
+    /// `error` is the reason it failed.
+    pub async fn record_run(
+        &self,
+        command: &str,
+        args: &[String],
+        schema: &str,
+        started: Instant,
+        error: Option<&str>,
+    ) -> Result<i64> {
+        let mut conn = self.connection().await?;
+        self.ensure_control(&mut conn).await?;
+        let led = Ledger::start(
+            conn,
+            &self.settings.control_schema,
+            command,
+            args,
+            started.elapsed(),
+        )
+        .await?;
+        let phase = if schema == self.settings.shared_schema {
+            Phase::Shared
+        } else {
+            Phase::Tenant
+        };
+        let mut rec = Record::started(schema, phase);
+        rec.state = if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        }
+        .into();
+        rec.error = error.map(str::to_string);
+        rec.finished_at = Some(chrono::Utc::now());
+        rec.duration_ms = Some(started.elapsed().as_millis() as i64);
+        led.record(rec);
+        let run_id = led.run_id;
+        let ok = error.is_none() as i64;
+        led.finish(
+            if ok == 1 { "succeeded" } else { "failed" },
+            &RunTotals {
+                total: 1,
+                ok,
+                failed: 1 - ok,
+                skipped: 0,
+            },
+            error,
+        )
+        .await?;
+        Ok(run_id)
+    }
+
+    /// Creates an empty schema. Returns false when it existed and
+    /// `if_not_exists` was given.
+    pub async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        if is_system_schema(name) {
+            return Err(Error::Usage {
+                message: format!("{name:?} is reserved for PostgreSQL's own schemas"),
+            });
+        }
+        validate_schema_name(name)?;
+        let mut conn = self.connection().await?;
+        let exists = db::schema_exists(&mut conn, name)
+            .await
+            .map_err(Error::db("looking up the schema"))?;
+        if exists {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::Usage {
+                message: format!(
+                    "schema {name:?} already exists; pass --if-not-exists to accept an existing schema"
+                ),
+            });
+        }
+        // language=SQL
+        conn.execute(AssertSqlSafe(format!(
+            "CREATE SCHEMA {}",
+            quote_ident(name)
+        )))
+        .await
+        .map_err(Error::db(format!("creating schema {name}")))?;
+        Ok(true)
+    }
+
+    /// What dropping `name` would remove; `None` when it does not exist.
+    pub async fn drop_preview(&self, name: &str) -> Result<Option<DropPreview>> {
+        let mut conn = self.connection().await?;
+        let doing = format!("reading what schema {name} holds");
+        // language=SQL
+        let nsp: Option<i64> =
+            sqlx::query_scalar("SELECT oid::int8 FROM pg_catalog.pg_namespace WHERE nspname = $1")
+                .bind(name)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(Error::db(doing.clone()))?;
+        let Some(nsp) = nsp else {
+            return Ok(None);
+        };
+        // language=SQL
+        let rows = sqlx::query(
+            "SELECT c.relname::text, c.relkind::text, \
+                    CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
+                    pg_total_relation_size(c.oid)::int8 \
+             FROM pg_catalog.pg_class c \
+             WHERE c.relnamespace = $1::int8::oid AND c.relkind IN ('r', 'p', 'm') \
+             ORDER BY 4 DESC, 1",
+        )
+        .bind(nsp)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        let mut tables = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get(1).map_err(Error::db(doing.clone()))?;
+            tables.push(TableSize {
+                name: r.try_get(0).map_err(Error::db(doing.clone()))?,
+                kind: match kind.as_str() {
+                    "p" => "partitioned table",
+                    "m" => "materialized view",
+                    _ => "table",
+                }
+                .into(),
+                approx_rows: r.try_get(2).map_err(Error::db(doing.clone()))?,
+                bytes: r.try_get(3).map_err(Error::db(doing.clone()))?,
+            });
+        }
+        // language=SQL
+        let other: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT k, n FROM ( \
+               SELECT 'views' AS k, count(*)::int8 AS n FROM pg_catalog.pg_class \
+                 WHERE relnamespace = $1::int8::oid AND relkind = 'v' \
+               UNION ALL SELECT 'sequences', count(*)::int8 FROM pg_catalog.pg_class \
+                 WHERE relnamespace = $1::int8::oid AND relkind = 'S' \
+               UNION ALL SELECT 'functions', count(*)::int8 FROM pg_catalog.pg_proc \
+                 WHERE pronamespace = $1::int8::oid \
+               UNION ALL SELECT 'types', count(*)::int8 FROM pg_catalog.pg_type t \
+                 WHERE typnamespace = $1::int8::oid AND typtype IN ('e', 'd', 'c', 'r') \
+                   AND (typtype <> 'c' OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c') \
+             ) x WHERE n > 0",
+        )
+        .bind(nsp)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        // Objects elsewhere that a CASCADE would take along.
+        // language=SQL
+        let dependents: Vec<String> = sqlx::query_scalar(
+            "WITH inside AS ( \
+               SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1::int8::oid \
+               UNION ALL SELECT oid FROM pg_catalog.pg_type WHERE typnamespace = $1::int8::oid \
+               UNION ALL SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = $1::int8::oid) \
+             SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0) \
+             FROM pg_catalog.pg_depend d \
+             WHERE d.refobjid IN (SELECT oid FROM inside) AND d.deptype = 'n' \
+               AND pg_identify_object(d.classid, d.objid, 0) IS NOT NULL \
+               AND coalesce((pg_identify_object(d.classid, d.objid, 0)).schema, '') <> $2 \
+               AND NOT (d.classid = 'pg_namespace'::regclass) \
+             ORDER BY 1 LIMIT 50",
+        )
+        .bind(nsp)
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        let registered = if self.registry_exists(&mut conn).await? {
+            let table = qualified(&self.settings.control_schema, "tenants");
+            // language=SQL
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE schema_name = $1)"
+            )))
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(Error::db(doing))?
+        } else {
+            false
+        };
+        Ok(Some(DropPreview {
+            schema: name.to_string(),
+            bytes: tables.iter().map(|t| t.bytes).sum(),
+            tables,
+            other_objects: other,
+            dependents,
+            registered,
+        }))
+    }
+
+    /// Drops `name` and everything in it (CASCADE), and removes it from the
+    /// tenant registry, in one transaction under the schema's advisory lock.
+    /// The caller has checked [`check_droppable`] and the confirmation.
+    pub async fn drop_schema(
+        &self,
+        name: &str,
+        command: &str,
+        args: &[String],
+    ) -> Result<DropReport> {
+        let started = Instant::now();
+        let s = &self.settings;
+        let mut conn = self.connection().await?;
+        if !db::lock_with_deadline(&mut conn, name, s.lock_wait)
+            .await
+            .map_err(Error::db(format!("locking schema {name}")))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "schema {name:?} stayed locked by another tenantmig process for {:?}; retry when it has finished",
+                    s.lock_wait
+                ),
+            });
+        }
+        let registry = self.registry_exists(&mut conn).await? && name != s.control_schema;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            // language=SQL
+            tx.execute(AssertSqlSafe(format!(
+                "SET LOCAL lock_timeout = {}",
+                s.lock_wait.as_millis()
+            )))
+            .await?;
+            let dropped = db::schema_exists(&mut tx, name).await?;
+            // language=SQL
+            tx.execute(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(name)
+            )))
+            .await?;
+            let mut unregistered = false;
+            if registry {
+                // language=SQL
+                let r = tx
+                    .execute(
+                        sqlx::query(AssertSqlSafe(format!(
+                            "DELETE FROM {} WHERE schema_name = $1",
+                            qualified(&s.control_schema, "tenants")
+                        )))
+                        .bind(name),
+                    )
+                    .await?;
+                unregistered = r.rows_affected() > 0;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((dropped, unregistered))
+        }
+        .await;
+        let _ = db::unlock(&mut conn, name).await;
+        let (dropped, unregistered) =
+            result.map_err(Error::db(format!("dropping schema {name}")))?;
+        let run_id = if name == s.control_schema {
+            None
+        } else {
+            Some(self.record_run(command, args, name, started, None).await?)
+        };
+        Ok(DropReport {
+            schema: name.to_string(),
+            dropped,
+            unregistered,
+            run_id,
+        })
+    }
+
+    /// Adds a tenant: creates its schema and brings it to head, by running
+    /// the tenant migrations or, with `template`, by copying an up-to-date
+    /// template schema; then registers it when the registry is the tenant
+    /// source. A failure drops the half-made schema again: nothing is left.
+    pub async fn tenant_add(
+        &self,
+        name: &str,
+        template: Option<&str>,
+        args: &[String],
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<TenantAddReport> {
+        let started = Instant::now();
+        let s = &self.settings;
+        if is_system_schema(name) {
+            return Err(Error::Usage {
+                message: format!("{name:?} is reserved for PostgreSQL's own schemas"),
+            });
+        }
+        validate_schema_name(name)?;
+        if name == s.shared_schema || name == s.control_schema {
+            return Err(Error::Usage {
+                message: format!(
+                    "{name:?} is the shared or control schema; a tenant needs a schema of its own"
+                ),
+            });
+        }
+        let mut conn = self.connection().await?;
+        if db::schema_exists(&mut conn, name)
+            .await
+            .map_err(Error::db("looking up the schema"))?
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "schema {name:?} already exists; `tenant add` creates a new tenant schema (to bring an existing one to head, run `tenantmig migrate --tenant {}`)",
+                    shell_word(name)
+                ),
+            });
+        }
+        let fill = match template {
+            Some(t) => {
+                validate_schema_name(t)?;
+                if !db::schema_exists(&mut conn, t)
+                    .await
+                    .map_err(Error::db("looking up the template"))?
+                {
+                    return Err(Error::Usage {
+                        message: format!("template schema {t:?} does not exist"),
+                    });
+                }
+                let st = db::read_status(&mut conn, t, &s.history_table, &self.tenant_set)
+                    .await
+                    .map_err(Error::db(format!("reading the history of template {t}")))?;
+                if st.state != SchemaState::UpToDate {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "template schema {t:?} is not up to date with the tenant migrations ({}); bring it to head first with `tenantmig migrate --tenant {}`",
+                            st.state.label(),
+                            shell_word(t)
+                        ),
+                    });
+                }
+                let opts = CopyOptions {
+                    source: t.to_string(),
+                    target: name.to_string(),
+                    data: true,
+                    jobs: s.jobs,
+                    verify: Verify::Counts,
+                };
+                let copy = self.copy_schema(&opts, shutdown).await;
+                let copy = match copy {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = self
+                            .record_run("tenant add", args, name, started, Some(&msg))
+                            .await;
+                        return Err(e);
+                    }
+                };
+                TenantFill::Template {
+                    copy: Box::new(copy),
+                }
+            }
+            None => {
+                let mut settings = s.clone();
+                settings.create_missing_schemas = true;
+                let selection = Selection {
+                    shared: false,
+                    tenants: true,
+                    tenant_names: vec![name.to_string()],
+                    exclude: Vec::new(),
+                };
+                let engine = Engine {
+                    settings,
+                    connect: self.connect.clone(),
+                    url_masked: self.url_masked.clone(),
+                    shared_set: self.shared_set.clone(),
+                    tenant_set: self.tenant_set.clone(),
+                    sink: self.sink.clone(),
+                };
+                let opts = MigrateOptions {
+                    selection,
+                    canary: 0,
+                    dry_run: false,
+                    args: args.to_vec(),
+                };
+                let run = engine.migrate(&opts, shutdown).await?;
+                if !run.is_success() {
+                    let why = run
+                        .failures()
+                        .next()
+                        .and_then(|o| o.error.clone())
+                        .unwrap_or_else(|| "it was not reached".into());
+                    // The schema is new: nothing of value is lost by removing it.
+                    // language=SQL
+                    let _ = conn
+                        .execute(AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {} CASCADE",
+                            quote_ident(name)
+                        )))
+                        .await;
+                    return Err(Error::Failed {
+                        message: format!(
+                            "tenant {name} could not be brought to head ({why}); its schema was removed again"
+                        ),
+                    });
+                }
+                TenantFill::Replay { run: Box::new(run) }
+            }
+        };
+        let st = db::read_status(&mut conn, name, &s.history_table, &self.tenant_set)
+            .await
+            .map_err(Error::db(format!("reading the history of {name}")))?;
+        let mut registered = false;
+        let mut note = None;
+        if self.registry_in_use() {
+            self.ensure_control(&mut conn).await?;
+            // language=SQL
+            let r = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {} (schema_name) VALUES ($1) ON CONFLICT DO NOTHING",
+                qualified(&s.control_schema, "tenants")
+            )))
+            .bind(name)
+            .execute(&mut conn)
+            .await
+            .map_err(Error::db(format!("registering tenant {name}")))?;
+            registered = r.rows_affected() > 0;
+        } else {
+            note = Some(format!(
+                "tenants come from {}: add {name} there so that migrate finds it",
+                if s.tenants.query.is_some() {
+                    "tenants.query (the application's own table)"
+                } else {
+                    "tenants.pattern"
+                }
+            ));
+        }
+        if matches!(fill, TenantFill::Template { .. }) {
+            self.record_run("tenant add", args, name, started, None)
+                .await?;
+        }
+        let _ = conn.close().await;
+        Ok(TenantAddReport {
+            schema: name.to_string(),
+            version: st.applied_version,
+            fill,
+            registered,
+            note,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
