@@ -448,13 +448,25 @@ impl Engine {
         let fill = match template {
             Some(t) => {
                 validate_schema_name(t)?;
-                if !db::schema_exists(&mut conn, t)
+                let found = db::existing_schemas(&mut conn, &[t.to_string()], &s.history_table)
                     .await
-                    .map_err(Error::db("looking up the template"))?
-                {
-                    return Err(Error::Usage {
-                        message: format!("template schema {t:?} does not exist"),
-                    });
+                    .map_err(Error::db("looking up the template"))?;
+                match found.get(t) {
+                    None => {
+                        return Err(Error::Usage {
+                            message: format!("template schema {t:?} does not exist"),
+                        });
+                    }
+                    Some(false) => {
+                        return Err(Error::Usage {
+                            message: format!(
+                                "template schema {t:?} is not up to date with the tenant migrations (it has no history table {}); bring it to head first with `tenantmig migrate --tenant {}`",
+                                s.history_table,
+                                shell_word(t)
+                            ),
+                        });
+                    }
+                    Some(true) => {}
                 }
                 let st = db::read_status(&mut conn, t, &s.history_table, &self.tenant_set)
                     .await
