@@ -354,12 +354,17 @@ fn args_for_ledger() -> Vec<String> {
 /// Resolves Ctrl-C once; a second Ctrl-C exits at once (the server rolls
 /// back whatever was in flight when the connections drop).
 fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
+    ctrl_c_saying(
+        "interrupted: finishing in-flight migrations, starting nothing new (Ctrl-C again to abort now)",
+    )
+}
+
+/// As [`ctrl_c`], printing `message` on the first Ctrl-C.
+fn ctrl_c_saying(message: &'static str) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "interrupted: finishing in-flight migrations, starting nothing new (Ctrl-C again to abort now)"
-            );
+            eprintln!("{message}");
             let _ = tx.send(());
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("aborted: in-flight transactions are rolled back by the server");
@@ -642,7 +647,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 verify: a.verify,
             };
             let started = std::time::Instant::now();
-            let report = engine.copy_schema(&opts, ctrl_c()).await;
+            let report = engine
+                .copy_schema(
+                    &opts,
+                    ctrl_c_saying("interrupted: stopping the copy and dropping what it built"),
+                )
+                .await;
             if let Some(h) = &human {
                 h.finish();
             }

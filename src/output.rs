@@ -244,7 +244,11 @@ impl EventSink for HumanEvents {
                 }
             }
             Event::CopyStep { step } => self.line(&st, &step),
-            Event::TableCopyStarted { table, bytes, .. } => {
+            Event::TableCopyStarted {
+                table,
+                bytes,
+                estimated_rows,
+            } => {
                 if let Some(multi) = st.multi.clone() {
                     if let Some((bar, n)) = st.tables.get_mut(&table) {
                         bar.inc_length(bytes.max(0) as u64);
@@ -253,12 +257,16 @@ impl EventSink for HumanEvents {
                         let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
                         bar.set_style(
                             ProgressStyle::with_template(
-                                "    {prefix:24!} {bar:20} {bytes}/{total_bytes}",
+                                "    {prefix:24!} {bar:20} {bytes}/{total_bytes} {msg}",
                             )
                             .expect("valid template")
                             .progress_chars("=> "),
                         );
                         bar.set_prefix(table.clone());
+                        bar.set_message(format!(
+                            "~{} rows",
+                            thousands(estimated_rows.max(0) as usize)
+                        ));
                         st.tables.insert(table, (bar, 1));
                     }
                 }
