@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
-use crate::copy::{CopyOptions, CopyReport, Verify, shell_word};
+use crate::copy::{CopyOptions, CopyReport, shell_word};
 use crate::db;
 use crate::engine::{Engine, MigrateOptions, RunReport, Selection};
 use crate::error::{Error, Result};
@@ -298,12 +298,18 @@ impl Engine {
                SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1::int8::oid \
                UNION ALL SELECT oid FROM pg_catalog.pg_type WHERE typnamespace = $1::int8::oid \
                UNION ALL SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = $1::int8::oid) \
-             SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0) \
-             FROM pg_catalog.pg_depend d \
-             WHERE d.refobjid IN (SELECT oid FROM inside) AND d.deptype = 'n' \
-               AND pg_identify_object(d.classid, d.objid, 0) IS NOT NULL \
-               AND coalesce((pg_identify_object(d.classid, d.objid, 0)).schema, '') <> $2 \
-               AND NOT (d.classid = 'pg_namespace'::regclass) \
+             , dep AS ( \
+               SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass \
+                           ELSE d.classid END AS classid, \
+                      CASE WHEN d.classid = 'pg_rewrite'::regclass \
+                           THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid) \
+                           ELSE d.objid END AS objid \
+               FROM pg_catalog.pg_depend d \
+               WHERE d.refobjid IN (SELECT oid FROM inside) AND d.deptype = 'n' \
+                 AND d.classid <> 'pg_namespace'::regclass) \
+             SELECT DISTINCT pg_describe_object(classid, objid, 0) FROM dep \
+             WHERE (pg_identify_object(classid, objid, 0)).type IS NOT NULL \
+               AND coalesce((pg_identify_object(classid, objid, 0)).schema, '') <> $2 \
              ORDER BY 1 LIMIT 50",
         )
         .bind(nsp)
@@ -480,13 +486,7 @@ impl Engine {
                         ),
                     });
                 }
-                let opts = CopyOptions {
-                    source: t.to_string(),
-                    target: name.to_string(),
-                    data: true,
-                    jobs: s.jobs,
-                    verify: Verify::Counts,
-                };
+                let opts = CopyOptions::new(t, name, s.jobs);
                 let copy = self.copy_schema(&opts, shutdown).await;
                 let copy = match copy {
                     Ok(c) => c,

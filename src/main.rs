@@ -123,7 +123,7 @@ struct CopyArgs {
     source: String,
     /// The new schema; it must not exist.
     target: String,
-    /// Copy the structure only (the history table's rows are still copied).
+    /// Copy the structure only; the history table's rows are still copied, so the copy knows its version.
     #[arg(long)]
     no_data: bool,
     /// Connections copying tables and building indexes at once [config: jobs; default: 4].
@@ -640,11 +640,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let (events, human) = sink(g);
             let engine = Engine::new(s, &Selection::default(), events)?;
             let opts = CopyOptions {
-                source: a.source.clone(),
-                target: a.target.clone(),
                 data: !a.no_data,
-                jobs,
                 verify: a.verify,
+                ..CopyOptions::new(&a.source, &a.target, jobs)
             };
             let started = std::time::Instant::now();
             let report = engine
@@ -738,10 +736,13 @@ async fn drop_command(
             )?;
             return Ok(0);
         }
+        let hint = if command == "drop-schema" {
+            "; pass --if-exists to accept that"
+        } else {
+            ""
+        };
         return Err(Error::Usage {
-            message: format!(
-                "schema {name:?} does not exist (names are case-sensitive; pass --if-exists to accept that)"
-            ),
+            message: format!("schema {name:?} does not exist (names are case-sensitive{hint})"),
         }
         .into());
     };
@@ -780,6 +781,12 @@ async fn drop_command(
                     .map(|i| format!(" (run {i})"))
                     .unwrap_or_default()
             )?;
+            if command == "tenant remove" && engine.settings().tenants.query.is_some() {
+                writeln!(
+                    stdout,
+                    "  note: tenants come from tenants.query (the application's own table): remove {name} there too"
+                )?;
+            }
         }
     }
     Ok(0)

@@ -251,8 +251,11 @@ impl EventSink for HumanEvents {
             } => {
                 if let Some(multi) = st.multi.clone() {
                     if let Some((bar, n)) = st.tables.get_mut(&table) {
+                        // Another block range of a table being copied.
                         bar.inc_length(bytes.max(0) as u64);
                         *n += 1;
+                        let est = estimated_rows.max(0) as usize * *n;
+                        bar.set_message(format!("~{} rows", thousands(est)));
                     } else {
                         let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
                         bar.set_style(

@@ -38,11 +38,17 @@ fn engine(pool: &PgPool) -> (Engine, Arc<CollectEvents>) {
 
 fn copy_opts(src: &str, dst: &str, verify: Verify) -> CopyOptions {
     CopyOptions {
-        source: src.into(),
-        target: dst.into(),
-        data: true,
-        jobs: 3,
         verify,
+        ..CopyOptions::new(src, dst, 3)
+    }
+}
+
+/// As [`copy_opts`], forcing the parallel path (several connections, one
+/// statement at a time) however small the source.
+fn parallel_opts(src: &str, dst: &str, verify: Verify) -> CopyOptions {
+    CopyOptions {
+        small_below_bytes: 0,
+        ..copy_opts(src, dst, verify)
     }
 }
 
@@ -94,6 +100,25 @@ fn dump_schema(url: &str, schema: &str) -> String {
         .join("\n")
 }
 
+/// Panics with the first differing lines when two dumps differ.
+fn assert_same_dump(source: &str, copy: &str) {
+    if source != copy {
+        let diff: Vec<String> = source
+            .lines()
+            .zip(copy.lines())
+            .filter(|(x, y)| x != y)
+            .take(20)
+            .map(|(x, y)| format!("source: {x}\ncopy:   {y}"))
+            .collect();
+        panic!(
+            "pg_dump differs ({} vs {} lines):\n{}",
+            source.lines().count(),
+            copy.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
 /// Per table of `schema`: row count and an order-independent hash.
 async fn table_fingerprints(pool: &PgPool, schema: &str) -> Vec<(String, i64, String)> {
     let tables: Vec<String> = sqlx::query_scalar(
@@ -141,27 +166,29 @@ async fn a_copy_matches_its_source_in_pg_dump_rows_and_sequences(pool: PgPool) {
         report.warnings
     );
 
+    // The parallel path (several connections, one statement at a time)
+    // gives the same copy.
+    let par = engine
+        .copy_schema(
+            &parallel_opts("fid", "fid_par", Verify::Checksums),
+            std::future::pending(),
+        )
+        .await
+        .expect("parallel copy succeeds");
+    assert!(par.jobs > 1 && par.checks.iter().all(|c| c.matches()));
+
     // Structure: pg_dump of both is the same once the name is replaced.
     let a = dump_schema(&url, "fid");
-    let b = dump_schema(&url, "fid_copy").replace("fid_copy", "fid");
-    if a != b {
-        let diff: Vec<String> = a
-            .lines()
-            .zip(b.lines())
-            .filter(|(x, y)| x != y)
-            .take(20)
-            .map(|(x, y)| format!("source: {x}\ncopy:   {y}"))
-            .collect();
-        panic!(
-            "pg_dump differs ({} vs {} lines):\n{}",
-            a.lines().count(),
-            b.lines().count(),
-            diff.join("\n")
-        );
-    }
     assert!(
         a.contains("CREATE MATERIALIZED VIEW"),
         "the fixture is dumped"
+    );
+    for copy in ["fid_copy", "fid_par"] {
+        assert_same_dump(&a, &dump_schema(&url, copy).replace(copy, "fid"));
+    }
+    assert_eq!(
+        table_fingerprints(&pool, "fid").await,
+        table_fingerprints(&pool, "fid_par").await
     );
 
     // Rows: counts and hashes per table.
@@ -298,7 +325,7 @@ async fn a_copy_reads_one_snapshot_while_the_source_takes_writes(pool: PgPool) {
     let (engine, _) = engine(&pool);
     let report = engine
         .copy_schema(
-            &copy_opts("busy", "busy_copy", Verify::Checksums),
+            &parallel_opts("busy", "busy_copy", Verify::Checksums),
             std::future::pending(),
         )
         .await
@@ -329,7 +356,7 @@ async fn a_failed_copy_leaves_no_target_and_no_temporary_schema(pool: PgPool) {
     let (engine, _) = engine(&pool);
     let err = engine
         .copy_schema(
-            &copy_opts("src", "dst", Verify::Counts),
+            &parallel_opts("src", "dst", Verify::Counts),
             std::future::pending(),
         )
         .await
@@ -699,5 +726,35 @@ async fn a_tenant_that_cannot_reach_head_is_not_left_behind(pool: PgPool) {
     assert_eq!(
         scalar_i64(&pool, "SELECT count(*) FROM tenantmig.tenants").await,
         0
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_drop_preview_names_outside_dependents_and_no_data_keeps_the_history(pool: PgPool) {
+    exec(
+        &pool,
+        "CREATE SCHEMA t1; CREATE TABLE t1.docs (id int PRIMARY KEY); INSERT INTO t1.docs VALUES (1); \
+         CREATE TABLE t1._sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL, \
+           installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, \
+           checksum bytea NOT NULL, execution_time bigint NOT NULL); \
+         INSERT INTO t1._sqlx_migrations VALUES (1, 'docs', now(), true, '\\x00', 1); \
+         CREATE VIEW public.all_docs AS SELECT id FROM t1.docs;",
+    )
+    .await;
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    cli(&url, dir.path())
+        .args(["drop-schema", "t1"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("also dropped: view all_docs"));
+    cli(&url, dir.path())
+        .args(["copy-into-new-schema", "t1", "t2", "--no-data"])
+        .assert()
+        .success();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM t2.docs").await, 0);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM t2._sqlx_migrations").await,
+        1
     );
 }

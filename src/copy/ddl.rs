@@ -63,6 +63,9 @@ pub(crate) struct CopyPlan {
     /// Constraints, partitioned indexes, foreign keys, triggers, rules,
     /// policies, sequence values, comments, grants, owners: in order.
     pub post: Vec<Stmt>,
+    /// `VALIDATE CONSTRAINT` of foreign keys added `NOT VALID`: each in its
+    /// own transaction, after `post`.
+    pub validate: Vec<Stmt>,
     /// Tables whose rows are checked.
     pub checked: Vec<CheckedTable>,
     /// What could not be copied faithfully.
@@ -367,7 +370,14 @@ fn rank(kind: &str) -> u8 {
 
 /// Builds the plan that copies `d` (read from `src`) into the schema
 /// `tmp`, which is renamed to `dst` at the end.
-pub(crate) fn plan(d: &SchemaDef, src: &str, dst: &str, tmp: &str, with_data: bool) -> CopyPlan {
+pub(crate) fn plan(
+    d: &SchemaDef,
+    src: &str,
+    dst: &str,
+    tmp: &str,
+    with_data: bool,
+    history_table: &str,
+) -> CopyPlan {
     let mut b = Builder {
         d,
         tmp,
@@ -724,9 +734,14 @@ pub(crate) fn plan(d: &SchemaDef, src: &str, dst: &str, tmp: &str, with_data: bo
             .filter(|c| c.generated.is_none())
             .map(|c| q(&c.name))
             .collect();
-        b.plan.checked.push(CheckedTable {
-            table: r.name.clone(),
-        });
+        // Without data, the history table's rows still come along: they
+        // say which version the copy's structure is at.
+        let wanted = with_data || r.name == history_table;
+        if wanted {
+            b.plan.checked.push(CheckedTable {
+                table: r.name.clone(),
+            });
+        }
         let select: Vec<String> = cols
             .iter()
             .filter(|c| c.generated.is_none())
@@ -738,7 +753,7 @@ pub(crate) fn plan(d: &SchemaDef, src: &str, dst: &str, tmp: &str, with_data: bo
                 }
             })
             .collect();
-        if with_data && !copied.is_empty() {
+        if wanted && !copied.is_empty() {
             b.plan.data.push(DataTask {
                 table: r.name.clone(),
                 columns: copied.join(", "),
@@ -904,7 +919,7 @@ pub(crate) fn plan(d: &SchemaDef, src: &str, dst: &str, tmp: &str, with_data: bo
             ),
         });
         if c.validated {
-            b.plan.post.push(Stmt {
+            b.plan.validate.push(Stmt {
                 what: format!("foreign key {}", c.name),
                 sql: format!(
                     "ALTER TABLE {only}{table} VALIDATE CONSTRAINT {}",

@@ -62,12 +62,30 @@ pub struct CopyOptions {
     /// The new schema; it must not exist.
     pub target: String,
     /// Copy rows too (false: structure only, with the history table's rows
-    /// still copied so the copy knows its version).
+    /// still copied, and checked, so the copy knows its version).
     pub data: bool,
     /// Connections copying tables and building indexes at once.
     pub jobs: usize,
     /// The check run before the copy is renamed into place.
     pub verify: Verify,
+    /// A source with less table data than this is copied over one
+    /// connection with its statements batched (fewer connections and round
+    /// trips than parallelism would save); [`SMALL_COPY_BYTES`] by default.
+    pub small_below_bytes: i64,
+}
+
+impl CopyOptions {
+    /// A full copy with row-count checks, `jobs` connections.
+    pub fn new(source: impl Into<String>, target: impl Into<String>, jobs: usize) -> Self {
+        CopyOptions {
+            source: source.into(),
+            target: target.into(),
+            data: true,
+            jobs,
+            verify: Verify::Counts,
+            small_below_bytes: SMALL_COPY_BYTES,
+        }
+    }
 }
 
 /// One table's check.
@@ -277,6 +295,10 @@ impl Engine {
         }
 
         // The snapshot: catalog read, locks, and every read of the source.
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "copy: checks done"
+        );
         let mut snap = self.connection().await?;
         let doing = format!("reading schema {src}");
         // language=SQL
@@ -317,15 +339,26 @@ impl Engine {
             .map_err(Error::db(format!("locking the tables of schema {src}")))?;
         }
 
-        let mut plan = ddl::plan(&def, src, dst, tmp, opts.data);
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "copy: catalog read and locked"
+        );
+        let mut plan = ddl::plan(&def, src, dst, tmp, opts.data, &s.history_table);
         for w in &plan.warnings {
             self.sink.emit(Event::Warning { message: w.clone() });
+        }
+        let bytes: i64 = plan.data.iter().map(|t| t.bytes).sum();
+        // A small schema is copied over one connection, its statements sent
+        // in batches: connections and round trips would cost more than the
+        // parallelism saves.
+        let small = bytes < opts.small_below_bytes;
+        if small {
+            jobs = 1;
         }
         let data = ddl::split_large(std::mem::take(&mut plan.data), jobs, 8192);
         let tables: std::collections::HashSet<&str> =
             data.iter().map(|t| t.table.as_str()).collect();
         let table_count = tables.len();
-        let bytes: i64 = data.iter().map(|t| t.bytes).sum();
         self.sink.emit(Event::CopyStarted {
             source: src.to_string(),
             target: dst.to_string(),
@@ -340,7 +373,8 @@ impl Engine {
         let head = format!(
             "CREATE SCHEMA {t}; COMMENT ON SCHEMA {t} IS {}; \
              SET LOCAL search_path TO {t}; SET LOCAL check_function_bodies = off; \
-             SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = {}",
+             SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = {}; \
+             SET LOCAL synchronous_commit = off",
             ddl::lit(&format!("{MARK} of {src:?} into {dst:?}")),
             s.lock_wait.as_millis(),
             t = quote_ident(tmp)
@@ -349,11 +383,26 @@ impl Engine {
             .begin()
             .await
             .map_err(Error::db("starting the copy's transaction"))?;
-        tx.execute(sqlx::raw_sql(AssertSqlSafe(head)))
+        tx.execute(sqlx::raw_sql(AssertSqlSafe(head.clone())))
             .await
             .map_err(Error::db(format!("creating the temporary schema {tmp}")))?;
-        for st in &plan.pre {
-            run_stmt(&mut tx, st).await?;
+        if tx
+            .execute(sqlx::raw_sql(AssertSqlSafe(batch(&plan.pre))))
+            .await
+            .is_err()
+        {
+            // Again one statement at a time, to name the one that fails.
+            drop(tx);
+            tx = ctl
+                .begin()
+                .await
+                .map_err(Error::db("starting the copy's transaction"))?;
+            tx.execute(sqlx::raw_sql(AssertSqlSafe(head)))
+                .await
+                .map_err(Error::db(format!("creating the temporary schema {tmp}")))?;
+            for st in &plan.pre {
+                run_stmt(&mut tx, st).await?;
+            }
         }
         tx.commit()
             .await
@@ -419,8 +468,12 @@ impl Engine {
             // Indexes, in parallel.
             let t0 = Instant::now();
             let n_indexes = plan.indexes.len();
-            let idx: VecDeque<Job> = plan.indexes.iter().cloned().map(Job::Index).collect();
-            self.run_jobs(&mut workers, idx, &shared, None).await?;
+            if small {
+                run_batch(&mut workers[0], &plan.indexes).await?;
+            } else {
+                let idx: VecDeque<Job> = plan.indexes.iter().cloned().map(Job::Index).collect();
+                self.run_jobs(&mut workers, idx, &shared, None).await?;
+            }
             timings.indexes_ms = t0.elapsed().as_millis() as u64;
             self.sink.emit(Event::CopyStep {
                 step: format!("built {n_indexes} indexes"),
@@ -428,14 +481,19 @@ impl Engine {
 
             // Everything else, in order.
             let t0 = Instant::now();
+            // Until the rename, a commit need not wait for its WAL flush: a
+            // crash before then leaves only the temporary schema anyway.
             ctl.execute(sqlx::raw_sql(AssertSqlSafe(format!(
-                "SET search_path TO {}; SET lock_timeout = {}",
+                "SET search_path TO {}; SET synchronous_commit = off; SET lock_timeout = {}",
                 quote_ident(tmp),
                 s.lock_wait.as_millis()
             ))))
             .await
             .map_err(Error::db("setting the search path"))?;
-            for st in &plan.post {
+            run_batch(ctl, &plan.post).await?;
+            // Each validation in its own transaction: the scan then holds
+            // only locks that let writes to the referenced table go on.
+            for st in &plan.validate {
                 run_stmt(ctl, st).await?;
             }
             let _ = ctl.execute("RESET ALL").await;
@@ -450,13 +508,18 @@ impl Engine {
             // Checks against the snapshot.
             let t0 = Instant::now();
             let mut checks = Vec::new();
-            if opts.verify != Verify::None && opts.data {
+            if opts.verify != Verify::None && small {
+                checks =
+                    check_batched(&mut snap, ctl, src, tmp, opts.verify, &plan.checked).await?;
+            } else if opts.verify != Verify::None {
                 let q: VecDeque<Job> = plan.checked.iter().cloned().map(Job::Check).collect();
                 for d in self.run_jobs(&mut workers, q, &shared, None).await? {
                     if let Done::Check(c) = d {
                         checks.push(c);
                     }
                 }
+            }
+            if opts.verify != Verify::None {
                 checks.sort_by(|a, b| a.table.cmp(&b.table));
                 let bad: Vec<String> = checks
                     .iter()
@@ -537,7 +600,7 @@ impl Engine {
             bytes,
             indexes: n_indexes,
             jobs,
-            verify: if opts.data { opts.verify } else { Verify::None },
+            verify: opts.verify,
             checks,
             warnings: plan.warnings,
             timings,
@@ -694,11 +757,9 @@ impl Engine {
             Job::Check(c) => {
                 let name = quote_ident(&c.table);
                 let expr = if sh.verify == Verify::Checksums {
-                    // The sum of 64-bit slices of each row's md5: independent
-                    // of row order, and of the physical layout.
-                    "count(*)::int8, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::int8::numeric), 0)::text"
+                    HASH_EXPR
                 } else {
-                    "count(*)::int8, NULL::text"
+                    COUNT_EXPR
                 };
                 let doing = format!("checking {}", c.table);
                 conn.execute(sqlx::raw_sql(AssertSqlSafe(begin)))
@@ -731,6 +792,113 @@ impl Engine {
             }
         }
     }
+}
+
+/// Below this much table data a copy uses one connection and batched
+/// statements, by default.
+pub const SMALL_COPY_BYTES: i64 = 32 * 1024 * 1024;
+
+/// Statements joined into one simple-query batch (one round trip; the
+/// server runs a batch as one transaction).
+fn batch(stmts: &[Stmt]) -> String {
+    stmts
+        .iter()
+        .map(|s| s.sql.as_str())
+        .collect::<Vec<_>>()
+        .join(";\n")
+}
+
+/// Runs `stmts` as one batch; when it fails (and so changed nothing),
+/// again one at a time, to name the statement that fails.
+async fn run_batch(conn: &mut PgConnection, stmts: &[Stmt]) -> Result<()> {
+    if stmts.is_empty() {
+        return Ok(());
+    }
+    if conn
+        .execute(sqlx::raw_sql(AssertSqlSafe(batch(stmts))))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    for st in stmts {
+        run_stmt(conn, st).await?;
+    }
+    Ok(())
+}
+
+// language=SQL
+const COUNT_EXPR: &str = "count(*)::int8, NULL::text";
+// The sum of 64-bit slices of each row's md5: independent of row order and
+// of the physical layout.
+// language=SQL
+const HASH_EXPR: &str = "count(*)::int8, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::int8::numeric), 0)::text";
+
+/// Counts (or hashes) of every table in two queries: the source's on the
+/// snapshot connection, the copy's on `ctl`.
+async fn check_batched(
+    snap: &mut PgConnection,
+    ctl: &mut PgConnection,
+    src: &str,
+    tmp: &str,
+    verify: Verify,
+    tables: &[CheckedTable],
+) -> Result<Vec<TableCheck>> {
+    let expr = if verify == Verify::Checksums {
+        HASH_EXPR
+    } else {
+        COUNT_EXPR
+    };
+    let mut out = Vec::with_capacity(tables.len());
+    for chunk in tables.chunks(100) {
+        let query = |schema: &str| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "SELECT {i}, {expr} FROM ONLY {}.{} t",
+                        quote_ident(schema),
+                        quote_ident(&c.table)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        };
+        let doing = "checking the copy's rows";
+        let a = sqlx::query(AssertSqlSafe(query(src)))
+            .fetch_all(&mut *snap)
+            .await
+            .map_err(Error::db(doing))?;
+        let b = sqlx::query(AssertSqlSafe(query(tmp)))
+            .fetch_all(&mut *ctl)
+            .await
+            .map_err(Error::db(doing))?;
+        let get = |rows: &[sqlx::postgres::PgRow], i: i32| -> Result<(i64, Option<String>)> {
+            let r = rows
+                .iter()
+                .find(|r| r.try_get::<i32, _>(0).ok() == Some(i))
+                .ok_or_else(|| Error::Failed {
+                    message: format!("{doing}: a table's result is missing"),
+                })?;
+            Ok((
+                r.try_get(1).map_err(Error::db(doing))?,
+                r.try_get(2).map_err(Error::db(doing))?,
+            ))
+        };
+        for (i, c) in chunk.iter().enumerate() {
+            let (sr, sh) = get(&a, i as i32)?;
+            let (tr, th) = get(&b, i as i32)?;
+            out.push(TableCheck {
+                table: c.table.clone(),
+                source_rows: sr,
+                target_rows: tr,
+                source_hash: sh,
+                target_hash: th,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Runs one statement, naming its object when it fails.
