@@ -799,7 +799,7 @@ fn secs(ms: u64) -> String {
 pub fn copy_report_human(w: &mut dyn Write, r: &crate::copy::CopyReport) -> io::Result<()> {
     writeln!(
         w,
-        "copied schema {} into {}: {} objects, {} tables, {} rows ({}), {} indexes, in {} with {} connections",
+        "copied schema {} into {}: {} objects, {} tables, {} rows ({}), {} indexes, in {} with {} connection{}",
         r.source,
         r.target,
         r.objects,
@@ -808,7 +808,8 @@ pub fn copy_report_human(w: &mut dyn Write, r: &crate::copy::CopyReport) -> io::
         human_bytes(r.bytes),
         r.indexes,
         secs(r.duration_ms),
-        r.jobs
+        r.jobs,
+        if r.jobs == 1 { "" } else { "s" }
     )?;
     let t = &r.timings;
     writeln!(

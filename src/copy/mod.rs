@@ -171,13 +171,13 @@ const MARK: &str = "tenantmig: incomplete copy";
 /// Work handed to the copy's connections.
 enum Job {
     Data(DataTask),
-    Index(Stmt),
+    Stmt(Stmt),
     Check(CheckedTable),
 }
 
 enum Done {
     Data { rows: i64 },
-    Index,
+    Stmt,
     Check(TableCheck),
 }
 
@@ -420,8 +420,9 @@ impl Engine {
             failed: AtomicBool::new(false),
             in_flight: Mutex::new(Vec::new()),
         });
+        // A small copy runs on the control connection alone.
         let mut workers = Vec::with_capacity(jobs);
-        for _ in 0..jobs {
+        for _ in 0..if small { 0 } else { jobs } {
             let mut c = self.connection().await?;
             // language=SQL
             c.execute(sqlx::raw_sql(AssertSqlSafe(format!(
@@ -433,12 +434,44 @@ impl Engine {
             .map_err(Error::db("setting up a copy connection"))?;
             workers.push(c);
         }
+        // Until the rename, a commit need not wait for its WAL flush: a
+        // crash before then leaves only the temporary schema anyway.
+        // language=SQL
+        ctl.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET search_path TO {}; SET synchronous_commit = off; SET lock_timeout = {}",
+            quote_ident(tmp),
+            s.lock_wait.as_millis()
+        ))))
+        .await
+        .map_err(Error::db("setting up the copy's connection"))?;
 
         let body = async {
             // Rows.
             let t0 = Instant::now();
             let mut rows = 0i64;
-            if !data.is_empty() {
+            if small && !data.is_empty() {
+                // language=SQL
+                let mut sql = format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}; \
+                     SET LOCAL row_security = off",
+                    ddl::lit(&shared.snapshot)
+                );
+                for t in &data {
+                    sql.push_str(";\n");
+                    sql.push_str(&insert_sql(&shared, t));
+                }
+                sql.push_str(";\nCOMMIT");
+                let res = ctl
+                    .execute(sqlx::raw_sql(AssertSqlSafe(sql)))
+                    .await
+                    .map_err(|e| Error::Failed {
+                        message: format!(
+                            "while copying the rows of {src}: {}",
+                            describe_db_error(&e)
+                        ),
+                    })?;
+                rows = res.rows_affected() as i64;
+            } else if !data.is_empty() {
                 let jobs_q: VecDeque<Job> = data.iter().cloned().map(Job::Data).collect();
                 let done = self
                     .run_jobs(&mut workers, jobs_q, &shared, Some(&mut *ctl))
@@ -449,13 +482,7 @@ impl Engine {
                     }
                 }
             }
-            if !plan.refresh.is_empty() {
-                ctl.execute(AssertSqlSafe(format!(
-                    "SET search_path TO {}",
-                    quote_ident(tmp)
-                )))
-                .await
-                .map_err(Error::db("setting the search path"))?;
+            if !small {
                 for st in &plan.refresh {
                     run_stmt(ctl, st).await?;
                 }
@@ -465,43 +492,45 @@ impl Engine {
                 step: format!("copied {rows} rows"),
             });
 
-            // Indexes, in parallel.
-            let t0 = Instant::now();
             let n_indexes = plan.indexes.len();
             if small {
-                run_batch(&mut workers[0], &plan.indexes).await?;
+                // Everything else in one batch: materialized views, indexes,
+                // constraints, foreign keys and the rest.
+                let t0 = Instant::now();
+                let all: Vec<Stmt> = plan
+                    .refresh
+                    .iter()
+                    .chain(&plan.indexes)
+                    .chain(&plan.post)
+                    .chain(&plan.validate)
+                    .cloned()
+                    .collect();
+                run_batch(ctl, &all).await?;
+                timings.constraints_ms = t0.elapsed().as_millis() as u64;
             } else {
-                let idx: VecDeque<Job> = plan.indexes.iter().cloned().map(Job::Index).collect();
+                // Indexes, in parallel.
+                let t0 = Instant::now();
+                let idx: VecDeque<Job> = plan.indexes.iter().cloned().map(Job::Stmt).collect();
                 self.run_jobs(&mut workers, idx, &shared, None).await?;
-            }
-            timings.indexes_ms = t0.elapsed().as_millis() as u64;
-            self.sink.emit(Event::CopyStep {
-                step: format!("built {n_indexes} indexes"),
-            });
-
-            // Everything else, in order.
-            let t0 = Instant::now();
-            // Until the rename, a commit need not wait for its WAL flush: a
-            // crash before then leaves only the temporary schema anyway.
-            ctl.execute(sqlx::raw_sql(AssertSqlSafe(format!(
-                "SET search_path TO {}; SET synchronous_commit = off; SET lock_timeout = {}",
-                quote_ident(tmp),
-                s.lock_wait.as_millis()
-            ))))
-            .await
-            .map_err(Error::db("setting the search path"))?;
-            run_batch(ctl, &plan.post).await?;
-            // Each validation in its own transaction: the scan then holds
-            // only locks that let writes to the referenced table go on.
-            for st in &plan.validate {
-                run_stmt(ctl, st).await?;
+                timings.indexes_ms = t0.elapsed().as_millis() as u64;
+                self.sink.emit(Event::CopyStep {
+                    step: format!("built {n_indexes} indexes"),
+                });
+                // Everything else, in order; then the foreign keys are
+                // validated in parallel, each in its own transaction, so
+                // each scan holds only locks that let writes to the
+                // referenced table go on.
+                let t0 = Instant::now();
+                run_batch(ctl, &plan.post).await?;
+                let v: VecDeque<Job> = plan.validate.iter().cloned().map(Job::Stmt).collect();
+                self.run_jobs(&mut workers, v, &shared, None).await?;
+                timings.constraints_ms = t0.elapsed().as_millis() as u64;
             }
             let _ = ctl.execute("RESET ALL").await;
-            timings.constraints_ms = t0.elapsed().as_millis() as u64;
             self.sink.emit(Event::CopyStep {
                 step: format!(
                     "added {} constraints, triggers, policies, comments and grants",
-                    plan.post.len()
+                    plan.post.len() + plan.validate.len()
                 ),
             });
 
@@ -706,25 +735,7 @@ impl Engine {
                 if let Ok(mut v) = sh.in_flight.lock() {
                     v.push((t.table.clone(), t.bytes));
                 }
-                let name = quote_ident(&t.table);
-                let range = match t.blocks {
-                    None => String::new(),
-                    Some((a, None)) => format!(" WHERE ctid >= '({a},0)'::tid"),
-                    Some((a, Some(b))) => {
-                        format!(" WHERE ctid >= '({a},0)'::tid AND ctid < '({b},0)'::tid")
-                    }
-                };
-                // language=SQL
-                let insert = format!(
-                    "INSERT INTO {tmp}.{name} ({cols}){ov} SELECT {sel} FROM ONLY {src}.{name}{range}",
-                    cols = t.columns,
-                    sel = t.select,
-                    ov = if t.overriding {
-                        " OVERRIDING SYSTEM VALUE"
-                    } else {
-                        ""
-                    }
-                );
+                let insert = insert_sql(sh, &t);
                 let doing = format!("copying the rows of {}.{}", sh.source, t.table);
                 conn.execute(sqlx::raw_sql(AssertSqlSafe(begin)))
                     .await
@@ -750,9 +761,9 @@ impl Engine {
                 });
                 Ok(Done::Data { rows })
             }
-            Job::Index(st) => {
+            Job::Stmt(st) => {
                 run_stmt(conn, &st).await?;
-                Ok(Done::Index)
+                Ok(Done::Stmt)
             }
             Job::Check(c) => {
                 let name = quote_ident(&c.table);
@@ -792,6 +803,29 @@ impl Engine {
             }
         }
     }
+}
+
+/// `INSERT … SELECT` of one data task, inside the server.
+fn insert_sql(sh: &Shared, t: &DataTask) -> String {
+    let range = match t.blocks {
+        None => String::new(),
+        Some((a, None)) => format!(" WHERE ctid >= '({a},0)'::tid"),
+        Some((a, Some(b))) => format!(" WHERE ctid >= '({a},0)'::tid AND ctid < '({b},0)'::tid"),
+    };
+    // language=SQL
+    format!(
+        "INSERT INTO {tmp}.{name} ({cols}){ov} SELECT {sel} FROM ONLY {src}.{name}{range}",
+        tmp = quote_ident(&sh.tmp),
+        src = quote_ident(&sh.source),
+        name = quote_ident(&t.table),
+        cols = t.columns,
+        sel = t.select,
+        ov = if t.overriding {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Below this much table data a copy uses one connection and batched
