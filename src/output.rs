@@ -237,8 +237,9 @@ impl EventSink for HumanEvents {
                     self.line(
                         &st,
                         &format!(
-                            "copying {source} into {target}: {tables} tables, {} over {jobs} connections",
-                            human_bytes(bytes)
+                            "copying {source} into {target}: {tables} tables, {} over {jobs} connection{}",
+                            human_bytes(bytes),
+                            if jobs == 1 { "" } else { "s" }
                         ),
                     );
                 }
