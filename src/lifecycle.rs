@@ -299,17 +299,25 @@ impl Engine {
                UNION ALL SELECT oid FROM pg_catalog.pg_type WHERE typnamespace = $1::int8::oid \
                UNION ALL SELECT oid FROM pg_catalog.pg_proc WHERE pronamespace = $1::int8::oid) \
              , dep AS ( \
-               SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass \
-                           ELSE d.classid END AS classid, \
-                      CASE WHEN d.classid = 'pg_rewrite'::regclass \
-                           THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid) \
-                           ELSE d.objid END AS objid \
+               SELECT d.classid, d.objid, \
+                      CASE d.classid \
+                        WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid) \
+                        WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_catalog.pg_attrdef WHERE oid = d.objid) \
+                        WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_catalog.pg_trigger WHERE oid = d.objid) \
+                        WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_catalog.pg_policy WHERE oid = d.objid) \
+                        WHEN 'pg_constraint'::regclass THEN (SELECT nullif(conrelid, 0) FROM pg_catalog.pg_constraint WHERE oid = d.objid) \
+                      END AS owner_rel \
                FROM pg_catalog.pg_depend d \
                WHERE d.refobjid IN (SELECT oid FROM inside) AND d.deptype = 'n' \
                  AND d.classid <> 'pg_namespace'::regclass) \
-             SELECT DISTINCT pg_describe_object(classid, objid, 0) FROM dep \
+             SELECT DISTINCT CASE WHEN classid = 'pg_rewrite'::regclass \
+                                  THEN pg_describe_object('pg_class'::regclass, owner_rel, 0) \
+                                  ELSE pg_describe_object(classid, objid, 0) END \
+             FROM dep \
              WHERE (pg_identify_object(classid, objid, 0)).type IS NOT NULL \
-               AND coalesce((pg_identify_object(classid, objid, 0)).schema, '') <> $2 \
+               AND CASE WHEN owner_rel IS NOT NULL \
+                        THEN (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = owner_rel) <> $1::int8::oid \
+                        ELSE coalesce((pg_identify_object(classid, objid, 0)).schema, $2) <> $2 END \
              ORDER BY 1 LIMIT 50",
         )
         .bind(nsp)

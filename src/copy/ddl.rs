@@ -356,6 +356,17 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The `ALTER TABLE` words that give a trigger or rule (`kind`) the state
+/// `tgenabled`/`ev_enabled` records; `None` for the default (`O`).
+fn enabled_state(state: char, kind: &str) -> Option<String> {
+    match state {
+        'D' => Some(format!("DISABLE {kind}")),
+        'R' => Some(format!("ENABLE REPLICA {kind}")),
+        'A' => Some(format!("ENABLE ALWAYS {kind}")),
+        _ => None,
+    }
+}
+
 /// Node kinds in creation order when dependencies allow either.
 fn rank(kind: &str) -> u8 {
     match kind {
@@ -969,13 +980,7 @@ pub(crate) fn plan(
             what: format!("trigger {} on {}", t.name, table),
             sql: t.def.clone(),
         });
-        let state = match t.enabled {
-            'D' => Some("DISABLE TRIGGER"),
-            'R' => Some("ENABLE REPLICA TRIGGER"),
-            'A' => Some("ENABLE ALWAYS TRIGGER"),
-            _ => None,
-        };
-        if let Some(s) = state {
+        if let Some(s) = enabled_state(t.enabled, "TRIGGER") {
             b.plan.post.push(Stmt {
                 what: format!("state of trigger {}", t.name),
                 sql: format!("ALTER TABLE {table} {s} {}", q(&t.name)),
@@ -989,13 +994,7 @@ pub(crate) fn plan(
             what: format!("rule {} on {}", r.name, table),
             sql: strip_semicolon(&r.def).to_string(),
         });
-        let state = match r.enabled {
-            'D' => Some("DISABLE RULE"),
-            'R' => Some("ENABLE REPLICA RULE"),
-            'A' => Some("ENABLE ALWAYS RULE"),
-            _ => None,
-        };
-        if let Some(s) = state {
+        if let Some(s) = enabled_state(r.enabled, "RULE") {
             b.plan.post.push(Stmt {
                 what: format!("state of rule {}", r.name),
                 sql: format!("ALTER TABLE {table} {s} {}", q(&r.name)),
