@@ -62,7 +62,7 @@
 #                 otherwise the tool's default
 #   RUNS=1        repetitions of (a), (b) and (c); the median counts
 #   D_RUNS=5      repetitions of each (d) command; the median counts
-#   LONG_EXTRA=40 extra migrations for the long-history (d); 0 skips it
+#   LONG_EXTRA=150 extra migrations for the long-history (d); 0 skips it
 #   KEEP=1        keep the database tenantmig_bench_copy (with the last
 #                 bench_a, bench_b, bench_c and the (d) tenants in it)
 #   STRICT=1      exit 1 when a target is missed (default: exit 0 once
@@ -96,7 +96,7 @@ JOBS=${JOBS:-2}
 VERIFY=${VERIFY:-}
 RUNS=${RUNS:-1}
 D_RUNS=${D_RUNS:-5}
-LONG_EXTRA=${LONG_EXTRA:-40}
+LONG_EXTRA=${LONG_EXTRA:-150}
 KEEP=${KEEP:-0}
 STRICT=${STRICT:-0}
 for v in ROWS JOBS RUNS D_RUNS; do
