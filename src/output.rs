@@ -706,9 +706,16 @@ pub fn runs_human(w: &mut dyn Write, runs: &[RunSummary]) -> io::Result<()> {
     if runs.is_empty() {
         return writeln!(w, "no runs recorded yet");
     }
+    // The command column is as wide as its longest entry.
+    let cw = runs
+        .iter()
+        .map(|r| r.command.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     writeln!(
         w,
-        "{:>6}  {:<10} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
+        "{:>6}  {:<cw$} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
         "id", "command", "started (UTC)", "took", "outcome", "ok", "failed", "skipped"
     )?;
     for r in runs {
@@ -723,7 +730,7 @@ pub fn runs_human(w: &mut dyn Write, runs: &[RunSummary]) -> io::Result<()> {
             .unwrap_or_else(|| "-".into());
         writeln!(
             w,
-            "{:>6}  {:<10} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
+            "{:>6}  {:<cw$} {:<19}  {:>8}  {:<11} {:>7} {:>6} {:>7}",
             r.id,
             r.command,
             fmt_time(&r.started_at),
