@@ -79,17 +79,11 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH_NAME=bench-copy # die's prefix (scripts/bench-lib.sh)
+BENCH_MISS=MISS       # verdict of a target not met
 # shellcheck source-path=SCRIPTDIR/..
 source scripts/pg.sh
-
-step() { printf '\n==> %s\n' "$*" >&2; }
-say() { printf '    %s\n' "$*" >&2; }
-die() {
-    printf 'bench-copy: error: %s\n' "$*" >&2
-    exit 1
-}
-
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+source scripts/bench-lib.sh
 
 ROWS=${1:-${ROWS:-1000000}}
 JOBS=${JOBS:-2}
@@ -99,9 +93,7 @@ D_RUNS=${D_RUNS:-5}
 LONG_EXTRA=${LONG_EXTRA:-150}
 KEEP=${KEEP:-0}
 STRICT=${STRICT:-0}
-for v in ROWS JOBS RUNS D_RUNS; do
-    is_count "${!v}" || die "$v must be a positive integer, not '${!v}'"
-done
+need_counts ROWS JOBS RUNS D_RUNS
 [[ $LONG_EXTRA =~ ^[0-9]+$ ]] || die "LONG_EXTRA must be a non-negative integer, not '$LONG_EXTRA'"
 ((LONG_EXTRA <= 900)) || die "LONG_EXTRA is at most 900"
 ((ROWS >= 1000)) || die "ROWS must be at least 1000, not $ROWS"
@@ -116,29 +108,9 @@ SRC=bench_src
 TENANT_DIR=tenant
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/tenantmig-bench-copy-target}
 
-# Only this script's settings: no inherited TENANTMIG_* variable.
-while IFS= read -r var; do
-    unset "$var"
-done < <(compgen -e | grep '^TENANTMIG_' || true)
-
-command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (https://rustup.rs)"
-
-# GNU time, for the peak RSS (%M, in KB).
-if ! [[ -x /usr/bin/time ]] || ! /usr/bin/time -f '%M' true >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        step "installing GNU time (apt-get install time)"
-        { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >&2 ||
-            die "apt-get install time failed"
-    else
-        die "/usr/bin/time (GNU time) is needed for the peak RSS; install the 'time' package"
-    fi
-fi
-
-step "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release --quiet
-bin=$CARGO_TARGET_DIR/release/tenantmig
-[[ -x $bin ]] || die "$bin was not built"
+unset_tenantmig_env
+need_cargo_and_gnu_time
+build_release "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 REVISION=$(git describe --always --dirty 2>/dev/null || echo '?')
 
 tm_ensure_postgres
@@ -146,91 +118,18 @@ ADMIN_URL=$TM_ADMIN_URL
 command -v pg_dump >/dev/null 2>&1 || die "pg_dump not found (install the PostgreSQL client, e.g. postgresql-client)"
 
 work=$(mktemp -d /tmp/tenantmig-bench-copy.XXXXXX)
-DB_CREATED=0
-# shellcheck disable=SC2317 # the EXIT trap
-cleanup() {
-    local rc=$?
-    if [[ $DB_CREATED == 1 ]]; then
-        if [[ $KEEP != 1 ]]; then
-            psql "$ADMIN_URL" -Xq -v db="$DB" >/dev/null 2>&1 \
-                <<<'DROP DATABASE IF EXISTS :"db" WITH (FORCE);' || true
-        elif [[ ${TM_PG_THROWAWAY:-0} == 1 && ${TM_PG_KEEP:-0} != 1 ]]; then
-            say "KEEP=1: the database goes with the throwaway cluster all the same (keep it too with TM_PG_KEEP=1)"
-        else
-            say "KEEP=1: kept the database $DB"
-        fi
-    fi
-    rm -rf -- "$work"
-    tm_stop_postgres
-    return "$rc"
-}
-trap cleanup EXIT
+# The bench database joins BENCH_DBS (dropped on exit unless KEEP=1) once
+# this script has created it.
+trap bench_cleanup EXIT
 
 # ---------------------------------------------------------------- helpers
-
-# psql_q SQL: one value from the bench database, no noise.
-psql_q() { psql "$URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-
-# checkpoint: flush dirty buffers before a timed step so that a checkpoint
-# does not land in the middle of it (needs superuser or pg_checkpoint;
-# skipped otherwise).
-checkpoint() { psql "$URL" -XAtq -c CHECKPOINT >/dev/null 2>&1 || true; }
-
-# now: seconds since the epoch, nanosecond resolution.
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# timed LOG CMD...: runs CMD (stdout and stderr to LOG) under GNU time and
-# sets T_SECS (wall clock), T_KB (peak RSS) and T_RC (exit status).
-timed() {
-    local log=$1 start end
-    shift
-    start=$(now)
-    if /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$log" 2>&1; then
-        T_RC=0
-    else
-        T_RC=$?
-    fi
-    end=$(now)
-    T_SECS=$(elapsed "$start" "$end")
-    # time writes "Command exited with non-zero status N" first on failure.
-    T_KB=$(tail -n 1 "$work/rss")
-    [[ $T_KB =~ ^[0-9]+$ ]] || T_KB=0
-}
-
-# show_log LOG [LINES]: the end of a step's output.
-show_log() {
-    say "last lines of ${1##*/}:"
-    tail -n "${2:-25}" "$1" | sed 's/^/      /' >&2
-}
-
-# shq WORD: WORD quoted for a shell when it needs it.
-shq() {
-    if [[ $1 =~ ^[A-Za-z0-9_./:@%=+,-]+$ ]]; then
-        printf '%s' "$1"
-    else
-        printf "'%s'" "${1//\'/\'\\\'\'}"
-    fi
-}
-
-# tool_cmd ARGS...: sets TOOL_CMD to the tenantmig command line against the
-# bench database, and TOOL_SHOW to it as shell text (the password masked), to
-# print so that a step can be reproduced by hand.
-tool_cmd() {
-    local w
-    TOOL_CMD=(env "DATABASE_URL=$URL" "$bin" "$@")
-    TOOL_SHOW="DATABASE_URL=$(shq "$(tm_mask_url "$URL")")"
-    for w in "$bin" "$@"; do
-        TOOL_SHOW+=" $(shq "$w")"
-    done
-}
 
 # tool LABEL ARGS...: runs tenantmig (untimed setup step); dies with the
 # command and its output when it fails.
 tool() {
     local label=$1
     shift
-    tool_cmd "$@"
+    tool_cmd "$URL" -- "$@"
     if ! "${TOOL_CMD[@]}" >"$work/tool.log" 2>&1; then
         show_log "$work/tool.log"
         die "$label: tenantmig failed; reproduce with: $TOOL_SHOW"
@@ -242,7 +141,7 @@ tool() {
 tool_timed() {
     local label=$1 log=$2
     shift 2
-    tool_cmd "$@"
+    tool_cmd "$URL" -- "$@"
     LAST_SHOW=$TOOL_SHOW
     timed "$log" "${TOOL_CMD[@]}"
     if [[ $T_RC != 0 ]]; then
@@ -304,25 +203,34 @@ ORDER BY line;
 SQL
 }
 
+# expect_same WANT GOT MESSAGE: when GOT is not WANT, shows their diff
+# (WANT <, GOT >) and dies with MESSAGE.
+expect_same() {
+    if [[ $2 != "$1" ]]; then
+        diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sed 's/^/      /' >&2 || true
+        die "$3"
+    fi
+}
+
 # check_counts SCHEMA LABEL: SCHEMA has the tables of bench_src, each with as
 # many rows.
 check_counts() {
     local got
     got=$(table_counts "$1")
-    if [[ $got != "$SRC_COUNTS" ]]; then
-        diff <(printf '%s\n' "$SRC_COUNTS") <(printf '%s\n' "$got") | sed 's/^/      /' >&2 || true
-        die "$2: the tables of $1 (>) do not have the rows of $SRC (<) (diff above: table rows)"
-    fi
+    expect_same "$SRC_COUNTS" "$got" "$2: the tables of $1 (>) do not have the rows of $SRC (<) (diff above: table rows)"
+}
+
+# check_shape SCHEMA LABEL [CMD]: SCHEMA has the columns, indexes and
+# constraints of bench_src; the failure names CMD to reproduce it, if given.
+check_shape() {
+    local got
+    got=$(shape "$1")
+    expect_same "$SRC_SHAPE" "$got" \
+        "$2 $1 (>) and $SRC (<) differ in columns, indexes or constraints (diff above)${3:+; reproduce with: $3}"
 }
 
 fmt3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && echo 1 || echo 0; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }' && echo 1 || echo 0; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a > b) ? a : b }'; }
-# verdict OK: PASS (OK is 1) or MISS.
-verdict() { if [[ $1 == 1 ]]; then echo PASS; else echo MISS; fi; }
 # median X...: the median of the numbers (the mean of the middle two for an
 # even count).
 median() {
@@ -336,11 +244,11 @@ all() { local IFS=' '; printf '%s' "$*"; }
 
 step "create database $DB"
 URL=$(tm_create_db "$DB")
-DB_CREATED=1
-server_version=$(psql_q 'SHOW server_version')
-server_num=$(psql_q 'SHOW server_version_num')
+BENCH_DBS+=("$DB")
+server_version=$(psql_q "$URL" 'SHOW server_version')
+server_num=$(psql_q "$URL" 'SHOW server_version_num')
 ((server_num >= 120000)) || die "PostgreSQL $server_version is too old: the example schema needs 12 or later"
-say "$(tm_mask_url "$URL"): PostgreSQL $server_version; shared_buffers=$(psql_q 'SHOW shared_buffers'), fsync=$(psql_q 'SHOW fsync'), synchronous_commit=$(psql_q 'SHOW synchronous_commit')"
+say "$(tm_mask_url "$URL"): PostgreSQL $server_version; shared_buffers=$(psql_q "$URL" 'SHOW shared_buffers'), fsync=$(psql_q "$URL" 'SHOW fsync'), synchronous_commit=$(psql_q "$URL" 'SHOW synchronous_commit')"
 dump_version=$(pg_dump --version | sed -nE 's/^pg_dump \(PostgreSQL\) ([0-9][^ ]*).*/\1/p' | head -n 1)
 dump_major=${dump_version%%.*}
 say "pg_dump ${dump_version:-?}"
@@ -586,6 +494,42 @@ say "baseline SQL: $(grep -c '^CREATE TABLE' "$raw_sql") tables, in $raw_sql whi
 
 # ---------------------------------------------------------------- (a) (b) (c)
 
+# copy_b: the baseline (b), output to $work/b.log.
+# shellcheck disable=SC2317 # called by raw_timed
+copy_b() { psql "$URL" -X -q -v ON_ERROR_STOP=1 -f "$raw_sql" >"$work/b.log" 2>&1; }
+# copy_c: the baseline (c), output to $work/c_dump.log and $work/c.log.
+# shellcheck disable=SC2317 # called by raw_timed
+copy_c() {
+    pg_dump "$URL" -n "$SRC" 2>"$work/c_dump.log" |
+        sed -E "s/\\b$SRC\\b/bench_c/g" |
+        psql "$URL" -X -q -v ON_ERROR_STOP=1 >"$work/c.log" 2>&1
+}
+
+# raw_timed LABEL WHAT LOG... -- CMD...: a step without tenantmig: a
+# CHECKPOINT, then CMD (which writes its output to the LOGs), timed by the
+# wall clock only. When it fails, shows the LOGs and dies ("LABEL WHAT
+# failed"). Sets T_SECS and says it.
+raw_timed() {
+    local label=$1 what=$2 start log
+    shift 2
+    local -a logs=()
+    while [[ $1 != -- ]]; do
+        logs+=("$1")
+        shift
+    done
+    shift
+    checkpoint "$URL"
+    start=$(now)
+    if ! "$@"; then
+        for log in "${logs[@]}"; do
+            show_log "$log"
+        done
+        die "$label $what failed"
+    fi
+    T_SECS=$(elapsed "$start" "$(now)")
+    say "$label $(fmt3 "$T_SECS") s"
+}
+
 a_times=() b_times=() c_times=() rss_a=0
 verify_args=()
 [[ -n $VERIFY ]] && verify_args=(--verify "$VERIFY")
@@ -597,7 +541,7 @@ for ((run = 1; run <= RUNS; run++)); do
     fi
 
     step "run $run/$RUNS: (a) tenantmig copy-into-new-schema $SRC bench_a --jobs $JOBS${VERIFY:+ --verify $VERIFY}"
-    checkpoint
+    checkpoint "$URL"
     tool_timed "(a)" "$work/a.log" copy-into-new-schema "$SRC" bench_a --jobs "$JOBS" "${verify_args[@]}"
     CMD_A=$LAST_SHOW
     a_times+=("$T_SECS")
@@ -605,44 +549,19 @@ for ((run = 1; run <= RUNS; run++)); do
     sed 's/^/      /' "$work/a.log" >&2
     say "(a) $(fmt3 "$T_SECS") s, peak RSS $(mb "$T_KB") MB"
     check_counts bench_a "(a)"
-    shape_a=$(shape bench_a)
-    if [[ $shape_a != "$SRC_SHAPE" ]]; then
-        diff <(printf '%s\n' "$SRC_SHAPE") <(printf '%s\n' "$shape_a") | sed 's/^/      /' >&2 || true
-        die "(a) bench_a (>) and $SRC (<) differ in columns, indexes or constraints (diff above); reproduce with: $CMD_A"
-    fi
-    say "checked: bench_a has the rows of every table of $SRC, and the same $(wc -l <<<"$shape_a") columns, indexes and constraints"
+    check_shape bench_a "(a)" "$CMD_A"
+    say "checked: bench_a has the rows of every table of $SRC, and the same $(wc -l <<<"$SRC_SHAPE") columns, indexes and constraints"
 
     step "run $run/$RUNS: (b) psql baseline: one transaction of CREATE TABLE (LIKE ... INCLUDING ALL) + INSERT ... SELECT"
-    checkpoint
-    start=$(now)
-    if ! psql "$URL" -X -q -v ON_ERROR_STOP=1 -f "$raw_sql" >"$work/b.log" 2>&1; then
-        show_log "$work/b.log"
-        die "(b) the psql baseline failed"
-    fi
-    t=$(elapsed "$start" "$(now)")
-    b_times+=("$t")
-    say "(b) $(fmt3 "$t") s"
+    raw_timed "(b)" "the psql baseline" "$work/b.log" -- copy_b
+    b_times+=("$T_SECS")
     check_counts bench_b "(b)"
 
     step "run $run/$RUNS: (c) pg_dump -n $SRC | sed | psql"
-    checkpoint
-    start=$(now)
-    if ! pg_dump "$URL" -n "$SRC" 2>"$work/c_dump.log" |
-        sed -E "s/\\b$SRC\\b/bench_c/g" |
-        psql "$URL" -X -q -v ON_ERROR_STOP=1 >"$work/c.log" 2>&1; then
-        show_log "$work/c_dump.log"
-        show_log "$work/c.log"
-        die "(c) pg_dump | sed | psql failed"
-    fi
-    t=$(elapsed "$start" "$(now)")
-    c_times+=("$t")
-    say "(c) $(fmt3 "$t") s"
+    raw_timed "(c)" "pg_dump | sed | psql" "$work/c_dump.log" "$work/c.log" -- copy_c
+    c_times+=("$T_SECS")
     check_counts bench_c "(c)"
-    shape_c=$(shape bench_c)
-    if [[ $shape_c != "$SRC_SHAPE" ]]; then
-        diff <(printf '%s\n' "$SRC_SHAPE") <(printf '%s\n' "$shape_c") | sed 's/^/      /' >&2 || true
-        die "(c) bench_c (>) and $SRC (<) differ in columns, indexes or constraints (diff above)"
-    fi
+    check_shape bench_c "(c)"
 done
 med_a=$(median "${a_times[@]}")
 med_b=$(median "${b_times[@]}")
@@ -663,7 +582,7 @@ compare_add() {
     for ((r = 1; r <= D_RUNS; r++)); do
         if ((r % 2)); then order="tmpl replay"; else order="replay tmpl"; fi
         for kind in $order; do
-            checkpoint
+            checkpoint "$URL"
             if [[ $kind == tmpl ]]; then
                 tool_timed "$label" "$work/d.log" "${extra[@]}" tenant add "${prefix}_tmpl" --from-template "$tmpl"
                 D_SHOW_TMPL=$LAST_SHOW
@@ -680,10 +599,8 @@ compare_add() {
         local s_tmpl s_replay
         s_tmpl=$(shape "${prefix}_tmpl")
         s_replay=$(shape "${prefix}_replay")
-        if [[ $s_tmpl != "$s_replay" ]]; then
-            diff <(printf '%s\n' "$s_replay") <(printf '%s\n' "$s_tmpl") | sed 's/^/      /' >&2 || true
-            die "$label: ${prefix}_tmpl (>) and ${prefix}_replay (<) differ (diff above); reproduce with: $D_SHOW_TMPL"
-        fi
+        expect_same "$s_replay" "$s_tmpl" \
+            "$label: ${prefix}_tmpl (>) and ${prefix}_replay (<) differ (diff above); reproduce with: $D_SHOW_TMPL"
         if ((r < D_RUNS)) || [[ $KEEP != 1 ]]; then
             tool "$label: cleanup" "${extra[@]}" tenant remove "${prefix}_tmpl" --yes
             tool "$label: cleanup" "${extra[@]}" tenant remove "${prefix}_replay" --yes
@@ -841,9 +758,4 @@ dnote() { if ((D_RUNS > 1)); then printf '  [%s]' "$1"; fi; }
     fi
     echo "=================================================================="
 } | tee "$work/report"
-MISSES=$(grep -c ' MISS$' "$work/report" || true)
-
-if [[ $STRICT == 1 && $MISSES -gt 0 ]]; then
-    exit 1
-fi
-exit 0
+strict_exit "$work/report"

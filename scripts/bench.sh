@@ -51,17 +51,12 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH_NAME=bench   # die's prefix (scripts/bench-lib.sh)
+BENCH_MISS=FAIL    # verdict of a target not met
+SHOW_LOG_PATHS=1   # show_log names a log by its path
 # shellcheck source-path=SCRIPTDIR/..
 source scripts/pg.sh
-
-step() { printf '\n==> %s\n' "$*" >&2; }
-say() { printf '    %s\n' "$*" >&2; }
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
-
-is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+source scripts/bench-lib.sh
 
 N=${1:-${N:-500}}
 M=${M:-10000}
@@ -69,9 +64,7 @@ JOBS=${JOBS:-4}
 RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
 STRICT=${STRICT:-0}
-for v in N M JOBS RUNS; do
-    is_count "${!v}" || die "$v must be a positive integer, not '${!v}'"
-done
+need_counts N M JOBS RUNS
 ((N <= 99999 && M <= 99999)) || die "N and M are at most 99999 (schema names have 5 digits)"
 
 TOOL_DB=tenantmig_bench_tool
@@ -86,127 +79,19 @@ PATTERN='bench_%'
 LIGHT_QUERY="SELECT format('light_%s', lpad(g::text, 5, '0')) FROM generate_series(1, $M) AS g ORDER BY 1"
 HISTORY_TABLE=_sqlx_migrations # tenantmig's default history_table
 
-# Only this script's settings: no inherited TENANTMIG_* variable (a stray
-# TENANTMIG_TENANTS__QUERY next to the pattern would even be an error).
-while IFS= read -r var; do
-    unset "$var"
-done < <(compgen -e | grep '^TENANTMIG_' || true)
-
-command -v cargo >/dev/null 2>&1 || die "cargo not found; install the Rust toolchain (https://rustup.rs)"
-
-# GNU time, for the peak RSS (%M, in KB).
-if ! [[ -x /usr/bin/time ]] || ! /usr/bin/time -f '%M' true >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        step "installing GNU time (apt-get install time)"
-        { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >&2 ||
-            die "apt-get install time failed"
-    else
-        die "/usr/bin/time (GNU time) is needed for the peak RSS; install the 'time' package"
-    fi
-fi
-
-step "cargo build --release"
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/tenantmig
-[[ -x $bin ]] || die "$bin was not built"
+unset_tenantmig_env
+need_cargo_and_gnu_time
+build_release "cargo build --release"
 
 tm_ensure_postgres
 ADMIN_URL=$TM_ADMIN_URL
 
 work=$(mktemp -d /tmp/tenantmig-bench.XXXXXX)
-# shellcheck disable=SC2317 # only called from the EXIT trap
-drop_dbs() {
-    local db
-    for db in "$TOOL_DB" "$RAW_DB" "$NOOP_DB"; do
-        psql "$ADMIN_URL" -Xq -v db="$db" >/dev/null 2>&1 \
-            <<<'DROP DATABASE IF EXISTS :"db" WITH (FORCE);' || true
-    done
-}
-# shellcheck disable=SC2317 # the EXIT trap
-cleanup() {
-    local rc=$?
-    if [[ $KEEP != 1 ]]; then
-        drop_dbs
-    elif [[ ${TM_PG_THROWAWAY:-0} == 1 && ${TM_PG_KEEP:-0} != 1 ]]; then
-        say "KEEP=1: the databases go with the throwaway cluster all the same (keep it too with TM_PG_KEEP=1)"
-    else
-        say "KEEP=1: kept the databases $TOOL_DB, $RAW_DB and $NOOP_DB"
-    fi
-    rm -rf -- "$work"
-    tm_stop_postgres
-    return "$rc"
-}
-trap cleanup EXIT
+# Dropped on exit unless KEEP=1 (bench_cleanup).
+BENCH_DBS=("$TOOL_DB" "$RAW_DB" "$NOOP_DB")
+trap bench_cleanup EXIT
 
 # ---------------------------------------------------------------- helpers
-
-# psql_q URL SQL: one value, no noise.
-psql_q() { psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
-
-# checkpoint URL: flush dirty buffers before a timed step so that a
-# checkpoint does not land in the middle of it (needs superuser or
-# pg_checkpoint; skipped otherwise).
-checkpoint() { psql "$1" -XAtq -c CHECKPOINT >/dev/null 2>&1 || true; }
-
-# now: seconds since the epoch, nanosecond resolution.
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# timed LOG CMD...: runs CMD (stdout and stderr to LOG) under GNU time and
-# sets T_SECS (wall clock), T_KB (peak RSS) and T_RC (exit status).
-timed() {
-    local log=$1 start end
-    shift
-    start=$(now)
-    if /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$log" 2>&1; then
-        T_RC=0
-    else
-        T_RC=$?
-    fi
-    end=$(now)
-    T_SECS=$(elapsed "$start" "$end")
-    # time writes "Command exited with non-zero status N" first on failure.
-    T_KB=$(tail -n 1 "$work/rss")
-    [[ $T_KB =~ ^[0-9]+$ ]] || T_KB=0
-}
-
-# show_log LOG: the end of a failed step's output.
-show_log() {
-    say "last lines of $1:"
-    tail -n 25 "$1" | sed 's/^/      /' >&2
-}
-
-# shq WORD: WORD quoted for a shell when it needs it.
-shq() {
-    if [[ $1 =~ ^[A-Za-z0-9_./:@%=+,-]+$ ]]; then
-        printf '%s' "$1"
-    else
-        printf "'%s'" "${1//\'/\'\\\'\'}"
-    fi
-}
-
-# tool_cmd URL ENV=VALUE... -- ARGS...: sets TOOL_CMD to the tenantmig
-# command line with these settings, and TOOL_SHOW to it as shell text (the
-# password masked), to print so that a step can be reproduced by hand.
-tool_cmd() {
-    local url=$1 w
-    shift
-    local -a envs=("DATABASE_URL=$url")
-    while [[ $1 != -- ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    TOOL_CMD=(env "${envs[@]}" "$bin" "$@")
-    TOOL_SHOW="DATABASE_URL=$(shq "$(tm_mask_url "$url")")"
-    for w in "${envs[@]:1}"; do
-        TOOL_SHOW+=" ${w%%=*}=$(shq "${w#*=}")"
-    done
-    for w in "$bin" "$@"; do
-        TOOL_SHOW+=" $(shq "$w")"
-    done
-}
 
 # ordered_files DIR: "kind<TAB>path" per migration of DIR in version order;
 # kind is tx or notx (first line exactly `-- no-transaction`); .down.sql
@@ -301,13 +186,7 @@ check_tenants() {
 }
 
 fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-# verdict OK: PASS (OK is 1) or FAIL.
-verdict() { if [[ $1 == 1 ]]; then echo PASS; else echo FAIL; fi; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && echo 1 || echo 0; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }' && echo 1 || echo 0; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a > b) ? a : b }'; }
 
 # ---------------------------------------------------------------- server
 
@@ -503,9 +382,4 @@ best=""
     echo "      $CMD_STATUS"
     echo "=============================================================="
 } | tee "$work/report"
-FAILS=$(grep -c ' FAIL$' "$work/report" || true)
-
-if [[ $STRICT == 1 && $FAILS -gt 0 ]]; then
-    exit 1
-fi
-exit 0
+strict_exit "$work/report"
