@@ -142,6 +142,31 @@ pub(crate) struct Function {
     pub extension_member: bool,
 }
 
+impl Function {
+    /// Copied: not an aggregate (no definition) nor an extension's.
+    pub fn copied(&self) -> bool {
+        !self.extension_member && self.def.is_some()
+    }
+
+    /// `FUNCTION` or `PROCEDURE`, as `COMMENT ON`, `GRANT` and `ALTER` name it.
+    pub fn sql_kind(&self) -> &'static str {
+        if self.kind == 'p' {
+            "PROCEDURE"
+        } else {
+            "FUNCTION"
+        }
+    }
+
+    /// `name(argument types)`, unqualified.
+    pub fn signature(&self) -> String {
+        format!(
+            "{}({})",
+            crate::ident::quote_ident(&self.name),
+            self.identity_args
+        )
+    }
+}
+
 /// A table or domain constraint.
 #[derive(Debug, Clone)]
 pub(crate) struct Constraint {

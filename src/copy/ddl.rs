@@ -1121,20 +1121,8 @@ pub(crate) fn plan(
         let kind = if t.kind == 'd' { "DOMAIN" } else { "TYPE" };
         b.comment(format!("{kind} {}", q(&t.name)), &t.comment);
     }
-    for f in d
-        .functions
-        .iter()
-        .filter(|f| !f.extension_member && f.def.is_some())
-    {
-        let kind = if f.kind == 'p' {
-            "PROCEDURE"
-        } else {
-            "FUNCTION"
-        };
-        b.comment(
-            format!("{kind} {}({})", q(&f.name), f.identity_args),
-            &f.comment,
-        );
+    for f in d.functions.iter().filter(|f| f.copied()) {
+        b.comment(format!("{} {}", f.sql_kind(), f.signature()), &f.comment);
     }
     for c in &d.constraints {
         if c.rel != 0 && b.rels.contains_key(&c.rel) && c.parent == 0 {
@@ -1177,21 +1165,8 @@ pub(crate) fn plan(
             b.owner(kind, &name, &r.owner);
         }
     }
-    for f in d
-        .functions
-        .iter()
-        .filter(|f| !f.extension_member && f.def.is_some())
-    {
-        let kind = if f.kind == 'p' {
-            "PROCEDURE"
-        } else {
-            "FUNCTION"
-        };
-        b.owner(
-            kind,
-            &format!("{}({})", q(&f.name), f.identity_args),
-            &f.owner,
-        );
+    for f in d.functions.iter().filter(|f| f.copied()) {
+        b.owner(f.sql_kind(), &f.signature(), &f.owner);
     }
     for t in d
         .types
@@ -1238,17 +1213,8 @@ pub(crate) fn plan(
             });
         }
     }
-    for f in d
-        .functions
-        .iter()
-        .filter(|f| !f.extension_member && f.def.is_some() && f.has_acl)
-    {
-        let kind = if f.kind == 'p' {
-            "PROCEDURE"
-        } else {
-            "FUNCTION"
-        };
-        let target = format!("{kind} {}({})", q(&f.name), f.identity_args);
+    for f in d.functions.iter().filter(|f| f.copied() && f.has_acl) {
+        let target = format!("{} {}", f.sql_kind(), f.signature());
         b.grants(('p', f.oid, 0), &target, &f.owner);
     }
     for t in d
