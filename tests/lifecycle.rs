@@ -762,3 +762,32 @@ async fn the_drop_preview_names_outside_dependents_and_no_data_keeps_the_history
         1
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_schema_under_the_temporary_name_that_is_not_ours_is_kept(pool: PgPool) {
+    let tmp = tenantmig::copy::temp_name("c");
+    exec(
+        &pool,
+        &format!(
+            "CREATE SCHEMA a; CREATE TABLE a.t (id int); \
+             CREATE SCHEMA \"{tmp}\"; CREATE TABLE \"{tmp}\".precious (id int);"
+        ),
+    )
+    .await;
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    cli(&url, dir.path())
+        .args(["copy-into-new-schema", "a", "c"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("was not made by tenantmig"));
+    assert!(table_exists(&pool, &tmp, "precious").await);
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'c'"
+        )
+        .await,
+        0
+    );
+}

@@ -250,6 +250,12 @@ impl Engine {
             });
         }
         let tmp = temp_name(dst);
+        // Before the copy proper: a schema under the temporary name that
+        // tenantmig did not make is refused here and never dropped below.
+        if let Err(e) = drop_leftover(&mut ctl, &tmp, dst, &*self.sink).await {
+            let _ = db::unlock(&mut ctl, dst).await;
+            return Err(e);
+        }
         let result = self
             .copy_locked(&mut ctl, opts, &tmp, started, shutdown)
             .await;
@@ -277,7 +283,6 @@ impl Engine {
         let src = opts.source.as_str();
         let dst = opts.target.as_str();
         let s = &self.settings;
-        drop_leftover(ctl, tmp, dst, &*self.sink).await?;
 
         let (free, _) = db::free_connections(ctl)
             .await
