@@ -3,6 +3,7 @@
 //!
 //! `DATABASE_URL` is honoured between the file and `TENANTMIG_DATABASE_URL`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +37,208 @@ pub struct TenantSettings {
     pub query: Option<String>,
     /// A `LIKE` pattern over `pg_namespace.nspname`, e.g. `tenant_%`.
     pub pattern: Option<String>,
+}
+
+/// How a version move builds its new schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Each source schema is copied into its target name
+    /// (copy-into-new-schema), then the version's pending migrations run on
+    /// the copy. For moves that keep the layout and add changes.
+    Clone,
+    /// The targets are built from the version's migrations, then data-move
+    /// SQL files copy rows from the sources into the targets.
+    Reshape,
+}
+
+impl Strategy {
+    /// The word used in the configuration and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Clone => "clone",
+            Strategy::Reshape => "reshape",
+        }
+    }
+}
+
+/// One folder or several, in a configuration value (`"tenant"` or
+/// `["tenant", "v2/tenant"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Folders {
+    /// One folder.
+    One(PathBuf),
+    /// Several folders, read as one migration set.
+    Many(Vec<PathBuf>),
+}
+
+impl Folders {
+    /// The folders, in order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Folders::One(p) => vec![p.clone()],
+            Folders::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A version that `tenantmig migrate-to VERSION` moves to: `[versions.v2]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSettings {
+    /// `clone` or `reshape`.
+    pub strategy: Strategy,
+    /// Name of the version's shared schema (e.g. `app_v2`).
+    pub shared_schema: String,
+    /// Name template of a tenant's schema in the version, with `{schema}`
+    /// standing for the tenant's current name (e.g. `{schema}_v2`). Left out
+    /// with `reshape`, tenants are consolidated into the shared schema.
+    pub tenant_schema: Option<String>,
+    /// The version's shared migrations. With `clone` they must include the
+    /// migrations the copied schema already has (e.g. `["shared",
+    /// "v2/shared"]`); the top-level `shared_migrations` when left out.
+    pub shared_migrations: Option<Folders>,
+    /// The version's tenant migrations (as `shared_migrations`).
+    pub tenant_migrations: Option<Folders>,
+    /// `reshape`: data-move files run once, from the shared schema into the
+    /// version's shared schema.
+    pub shared_moves: Option<PathBuf>,
+    /// `reshape`: data-move files run once per tenant, from the tenant's
+    /// schema into its target (the version's shared schema when tenants are
+    /// consolidated).
+    pub tenant_moves: Option<PathBuf>,
+    /// SQL returning each tenant's schema name and id (two columns), for the
+    /// `{tenant_id}` placeholder, e.g.
+    /// `SELECT schema_name, id FROM public.organizations`.
+    pub tenant_id_query: Option<String>,
+    /// The column that holds the tenant's id in consolidated tables; the
+    /// final per-tenant row count filters on it.
+    pub tenant_column: Option<String>,
+    /// Suffix the current schemas get at cut-over (`public` becomes
+    /// `public_v1`).
+    #[serde(default = "default_previous_suffix")]
+    pub previous_suffix: String,
+}
+
+fn default_previous_suffix() -> String {
+    "_v1".into()
+}
+
+impl VersionSettings {
+    /// The target schema of a tenant: the template applied, or the shared
+    /// target when tenants are consolidated.
+    pub fn tenant_target(&self, tenant: &str) -> String {
+        match &self.tenant_schema {
+            Some(t) => t.replace("{schema}", tenant),
+            None => self.shared_schema.clone(),
+        }
+    }
+
+    /// True when tenants are moved into the version's shared schema.
+    pub fn consolidates(&self) -> bool {
+        self.tenant_schema.is_none()
+    }
+
+    fn validate(&self, name: &str, settings: &Settings) -> Result<()> {
+        let bad = |what: String| Error::Config {
+            message: format!("[versions.{name}]: {what}"),
+        };
+        validate_schema_name(&self.shared_schema)
+            .map_err(|e| bad(format!("key shared_schema: {e}")))?;
+        for taken in [&settings.shared_schema, &settings.control_schema] {
+            if &self.shared_schema == taken {
+                return Err(bad(format!(
+                    "shared_schema {taken:?} is a schema in use; give the version's shared schema a new name such as \"{}_{name}\"",
+                    settings.shared_schema
+                )));
+            }
+        }
+        if let Some(t) = &self.tenant_schema {
+            if t.matches("{schema}").count() != 1 {
+                return Err(bad(format!(
+                    "key tenant_schema {t:?} must contain {{schema}} exactly once, e.g. \"{{schema}}_{name}\""
+                )));
+            }
+            if t == "{schema}" {
+                return Err(bad(
+                    "key tenant_schema must add something to {schema}, or the targets would be the sources".into(),
+                ));
+            }
+            validate_schema_name(&t.replace("{schema}", "t"))
+                .map_err(|e| bad(format!("key tenant_schema: {e}")))?;
+        }
+        if self.previous_suffix.is_empty()
+            || !self
+                .previous_suffix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(bad(format!(
+                "key previous_suffix {:?} must be letters, digits and underscores, e.g. \"_v1\"",
+                self.previous_suffix
+            )));
+        }
+        match self.strategy {
+            Strategy::Clone => {
+                if self.tenant_schema.is_none() {
+                    return Err(bad(
+                        "strategy clone copies each tenant into its own schema: set tenant_schema, e.g. \"{schema}_v2\"".into(),
+                    ));
+                }
+                for (key, set) in [
+                    ("shared_moves", self.shared_moves.is_some()),
+                    ("tenant_moves", self.tenant_moves.is_some()),
+                    ("tenant_id_query", self.tenant_id_query.is_some()),
+                    ("tenant_column", self.tenant_column.is_some()),
+                ] {
+                    if set {
+                        return Err(bad(format!(
+                            "key {key} is for strategy reshape; remove it or set strategy = \"reshape\""
+                        )));
+                    }
+                }
+            }
+            Strategy::Reshape => {
+                if self.tenant_schema.is_none() && self.tenant_migrations.is_some() {
+                    return Err(bad(
+                        "key tenant_migrations needs tenant_schema: without it tenants are consolidated into the shared schema, whose tables come from shared_migrations".into(),
+                    ));
+                }
+                if self.shared_migrations.is_none() {
+                    return Err(bad(
+                        "strategy reshape builds the new schema from its own migrations: set shared_migrations".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(c) = &self.tenant_column
+            && (c.is_empty() || c.len() > 63 || c.contains(['"', '\0']))
+        {
+            return Err(bad(format!(
+                "key tenant_column {c:?} is not a usable column name"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a version's name: it becomes part of commands (`migrate-to-v2`)
+/// and of keys in the ledger.
+pub fn validate_version_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(Error::Config {
+            message: format!(
+                "[versions.{name}]: a version's name is 1-32 lower-case letters, digits or underscores (e.g. v2)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The resolved settings every command runs with.
@@ -78,6 +281,8 @@ pub struct Settings {
     pub transaction_mode: TransactionMode,
     /// Create tenant schemas that the tenant source names but do not exist.
     pub create_missing_schemas: bool,
+    /// Versions that `migrate-to` can move to, by name (`[versions.v2]`).
+    pub versions: BTreeMap<String, VersionSettings>,
 }
 
 impl Default for Settings {
@@ -99,6 +304,7 @@ impl Default for Settings {
             retry_backoff: Duration::from_secs(1),
             transaction_mode: TransactionMode::PerSchema,
             create_missing_schemas: true,
+            versions: BTreeMap::new(),
         }
     }
 }
@@ -216,7 +422,30 @@ impl Settings {
                     .into(),
             });
         }
+        for (name, v) in &self.versions {
+            validate_version_name(name)?;
+            v.validate(name, self)?;
+        }
         Ok(())
+    }
+
+    /// A declared version, or an error listing the declared ones.
+    pub fn version(&self, name: &str) -> Result<&VersionSettings> {
+        self.versions.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.versions.keys().map(String::as_str).collect();
+            Error::Usage {
+                message: if known.is_empty() {
+                    format!(
+                        "no version {name:?} is declared; add a [versions.{name}] table to tenantmig.toml (see \"Version moves\" in the README)"
+                    )
+                } else {
+                    format!(
+                        "no version {name:?} is declared; declared versions: {}",
+                        known.join(", ")
+                    )
+                },
+            }
+        })
     }
 
     /// The database URL, or an error saying how to give one.
@@ -302,6 +531,58 @@ mod tests {
         let err = Settings::load_from(Some(&write(&dir, "shared_schema = \"a;b\"\n")), env(&[]))
             .unwrap_err();
         assert!(err.to_string().contains("shared_schema"), "{err}");
+    }
+
+    #[test]
+    fn a_version_table_reads_one_or_many_folders_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            &dir,
+            "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"app_v2\"\ntenant_schema = \"{schema}_v2\"\ntenant_migrations = [\"tenant\", \"v2/tenant\"]\n\n[versions.v3]\nstrategy = \"reshape\"\nshared_schema = \"app_v3\"\nshared_migrations = \"v3/shared\"\n",
+        );
+        let s = Settings::load_from(Some(&f), env(&[])).unwrap();
+        let v2 = s.version("v2").unwrap();
+        assert_eq!(v2.strategy, Strategy::Clone);
+        assert_eq!(
+            v2.tenant_migrations.as_ref().unwrap().paths(),
+            vec![PathBuf::from("tenant"), PathBuf::from("v2/tenant")]
+        );
+        assert_eq!(v2.tenant_target("t_1"), "t_1_v2");
+        assert_eq!(v2.previous_suffix, "_v1");
+        let v3 = s.version("v3").unwrap();
+        assert!(v3.consolidates());
+        assert_eq!(v3.tenant_target("t_1"), "app_v3");
+        assert!(s.version("v9").unwrap_err().to_string().contains("v2, v3"));
+
+        for (text, named) in [
+            (
+                "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"app_v2\"\n",
+                "tenant_schema",
+            ),
+            (
+                "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"public\"\ntenant_schema = \"{schema}_x\"\n",
+                "in use",
+            ),
+            (
+                "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"a\"\ntenant_schema = \"x\"\n",
+                "{schema}",
+            ),
+            (
+                "[versions.V2]\nstrategy = \"clone\"\nshared_schema = \"a\"\ntenant_schema = \"{schema}_x\"\n",
+                "lower-case",
+            ),
+            (
+                "[versions.v2]\nstrategy = \"reshape\"\nshared_schema = \"a\"\n",
+                "shared_migrations",
+            ),
+            (
+                "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"a\"\ntenant_schema = \"{schema}_x\"\ntenant_moves = \"m\"\n",
+                "reshape",
+            ),
+        ] {
+            let err = Settings::load_from(Some(&write(&dir, text)), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(named), "{text}: {err}");
+        }
     }
 
     #[test]

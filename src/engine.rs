@@ -489,29 +489,13 @@ impl Engine {
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
-        let cx = Arc::new(RunCtx {
-            settings: s.clone(),
-            connect: self.connect.clone(),
-            sink: self.sink.clone(),
-            stop: AtomicBool::new(false),
-            shutdown: AtomicBool::new(false),
-            failures: AtomicUsize::new(0),
-            max_failures: s.max_failures,
-            stop_reason: Mutex::new(None),
-            records: led.sender(),
-        });
-        {
-            // A weak reference: the run must not outlive its own end just
-            // because nobody pressed Ctrl-C.
-            let weak = Arc::downgrade(&cx);
-            tokio::spawn(async move {
-                shutdown.await;
-                if let Some(cx) = weak.upgrade() {
-                    cx.shutdown.store(true, Ordering::SeqCst);
-                    cx.halt(StopReason::Shutdown);
-                }
-            });
-        }
+        let cx = RunCtx::start(
+            s.clone(),
+            self.connect.clone(),
+            self.sink.clone(),
+            led.sender(),
+            shutdown,
+        );
 
         // Shared phase: completes before any tenant starts; a failure stops the run.
         let mut shared_ok = true;
@@ -668,33 +652,75 @@ fn refused(st: &SchemaStatus, phase: Phase, set: &MigrationSet) -> SchemaOutcome
 }
 
 /// What the workers of a run share.
-struct RunCtx {
+pub(crate) struct RunCtx {
     /// Settings of the run.
-    settings: Settings,
+    pub(crate) settings: Settings,
     /// How workers connect.
-    connect: PgConnectOptions,
+    pub(crate) connect: PgConnectOptions,
     /// Where events go.
-    sink: Arc<dyn EventSink>,
+    pub(crate) sink: Arc<dyn EventSink>,
     /// Set when no new schema may start.
-    stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     /// Set on Ctrl-C: also stops between migrations of one schema.
-    shutdown: AtomicBool,
+    pub(crate) shutdown: AtomicBool,
     /// Failed schemas so far.
-    failures: AtomicUsize,
+    pub(crate) failures: AtomicUsize,
     /// Failures tolerated before stopping.
-    max_failures: usize,
+    pub(crate) max_failures: usize,
     /// The first reason the run stopped.
-    stop_reason: Mutex<Option<StopReason>>,
+    pub(crate) stop_reason: Mutex<Option<StopReason>>,
     /// Queues ledger records.
-    records: LedgerSender,
+    pub(crate) records: LedgerSender,
 }
 
 impl RunCtx {
-    fn stopped(&self) -> bool {
+    /// A context for a run: `shutdown` resolving sets the shutdown flag and
+    /// stops new work.
+    pub(crate) fn start(
+        settings: Settings,
+        connect: PgConnectOptions,
+        sink: Arc<dyn EventSink>,
+        records: LedgerSender,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Arc<RunCtx> {
+        let max_failures = settings.max_failures;
+        let cx = Arc::new(RunCtx {
+            settings,
+            connect,
+            sink,
+            stop: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            failures: AtomicUsize::new(0),
+            max_failures,
+            stop_reason: Mutex::new(None),
+            records,
+        });
+        // A weak reference: the run must not outlive its own end just
+        // because nobody pressed Ctrl-C.
+        let weak = Arc::downgrade(&cx);
+        tokio::spawn(async move {
+            shutdown.await;
+            if let Some(cx) = weak.upgrade() {
+                cx.shutdown.store(true, Ordering::SeqCst);
+                cx.halt(StopReason::Shutdown);
+            }
+        });
+        cx
+    }
+
+    /// Counts a failed schema and stops the run past `max_failures`.
+    pub(crate) fn count_failure(&self) {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > self.max_failures {
+            self.halt(StopReason::MaxFailures);
+        }
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
-    fn halt(&self, reason: StopReason) {
+    pub(crate) fn halt(&self, reason: StopReason) {
         let mut r = self.stop_reason.lock().expect("stop reason lock");
         if r.is_none() {
             *r = Some(reason);
@@ -703,7 +729,7 @@ impl RunCtx {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn record_finished(&self, o: &SchemaOutcome) {
+    pub(crate) fn record_finished(&self, o: &SchemaOutcome) {
         self.records.record(Record::finished(o));
     }
 }
@@ -763,10 +789,7 @@ async fn run_pool(
                     && outcome.state.is_failure()
                     && outcome.state != OutcomeState::Stopped
                 {
-                    let n = cx.failures.fetch_add(1, Ordering::SeqCst) + 1;
-                    if n > cx.max_failures {
-                        cx.halt(StopReason::MaxFailures);
-                    }
+                    cx.count_failure();
                 }
                 cx.record_finished(&outcome);
                 cx.sink.emit(Event::SchemaFinished {
@@ -843,7 +866,7 @@ pub(crate) fn describe_db_error(e: &sqlx::Error) -> String {
 
 /// Migrates one schema on `conn`. Returns true when the connection must be
 /// dropped (it may still hold the schema's lock or an open transaction).
-async fn migrate_schema(
+pub(crate) async fn migrate_schema(
     conn: &mut PgConnection,
     cx: &RunCtx,
     set: &MigrationSet,

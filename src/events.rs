@@ -210,6 +210,21 @@ pub enum Event {
         /// What was done, for people.
         step: String,
     },
+    /// A step of a version move is done for a schema.
+    MoveStepDone {
+        /// Shared or tenant.
+        phase: Phase,
+        /// The source schema.
+        schema: String,
+        /// The step (`copy`, `create`, `migrate`, `move 0001`, `check`).
+        step: String,
+        /// Rows read (or expected) by the step.
+        rows_read: Option<i64>,
+        /// Rows written by the step.
+        rows_written: Option<i64>,
+        /// Time taken.
+        duration_ms: u64,
+    },
     /// A worker started copying a table's rows (or a block range of them).
     TableCopyStarted {
         /// The table.

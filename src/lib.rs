@@ -33,6 +33,8 @@
 //! - [`engine`]: status, plan and migrate; emits [`Event`]s.
 //! - [`copy`]: copy-into-new-schema (catalog read, DDL in dependency order,
 //!   parallel row copy from one exported snapshot, checks).
+//! - [`moves`]: version moves (`migrate-to`, `--abort`, `cutover`) and
+//!   their data-move files.
 //! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
 //! - [`output`]: human and JSON printers of events and reports.
 
@@ -46,12 +48,13 @@ pub mod ident;
 pub mod ledger;
 pub mod lifecycle;
 pub mod migration;
+pub mod moves;
 pub mod output;
 pub mod repair;
 pub mod state;
 pub mod tenants;
 
-pub use config::{Settings, TransactionMode};
+pub use config::{Settings, Strategy, TransactionMode, VersionSettings};
 pub use copy::{CopyOptions, CopyReport, Verify};
 pub use engine::{Engine, MigrateOptions, RunReport, Selection, StatusReport};
 pub use error::{Error, Result};

@@ -79,6 +79,48 @@ enum Command {
     /// Add or remove a tenant.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Move to a declared version ([versions.NAME]): build its schemas beside the current ones, fill and check them. `migrate-to-NAME` is the same command.
+    MigrateTo(MigrateToArgs),
+    /// Make a moved version live by renaming schemas in one transaction (the version's schemas take the current names; the current ones keep a suffix).
+    Cutover(CutoverArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateToArgs {
+    /// The version, as declared in tenantmig.toml (e.g. v2).
+    version: String,
+    #[command(flatten)]
+    filter: TenantFilter,
+    /// Tenants moved at once [config: jobs; default: 4]; capped by the server's free connections.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Stop starting new tenants after more than N failures; in-flight ones finish [config: max_failures; default: 0].
+    #[arg(long, value_name = "N")]
+    max_failures: Option<usize>,
+    /// Show the whole plan (schemas to create, steps, each tenant's progress) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: also print the SQL of every step (migrations and data-move files, placeholders in place).
+    #[arg(long, requires = "dry_run")]
+    sql: bool,
+    /// Drop every schema this move created and forget its progress; the source schemas stay as they are. Shows the list; --yes confirms.
+    #[arg(long, conflicts_with_all = ["dry_run", "tenants", "exclude"])]
+    abort: bool,
+    /// Confirm --abort.
+    #[arg(long, requires = "abort")]
+    yes: bool,
+}
+
+#[derive(Debug, Args)]
+struct CutoverArgs {
+    /// The version to make live (e.g. v2).
+    version: String,
+    /// Swap back: undo the version's cut-over, renames in reverse, in one transaction.
+    #[arg(long)]
+    revert: bool,
+    /// Show the renames and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Which migration set `create-schema --apply` runs.
@@ -249,8 +291,46 @@ struct RepairArgs {
     yes: bool,
 }
 
+/// Global flags that take a value (so their value is not a command).
+const VALUE_FLAGS: [&str; 6] = [
+    "--config",
+    "--database-url",
+    "--shared-schema",
+    "--shared-migrations",
+    "--tenant-migrations",
+    "--format",
+];
+
+/// `migrate-to-v2 ...` is `migrate-to v2 ...`: splits the command word.
+fn split_migrate_to(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    let mut skip_value = false;
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy().into_owned();
+        if skip_value {
+            skip_value = false;
+        } else if VALUE_FLAGS.contains(&text.as_str()) {
+            skip_value = true;
+        } else if !text.starts_with('-') {
+            match text.strip_prefix("migrate-to-") {
+                Some(version) if !version.is_empty() => {
+                    out.push("migrate-to".into());
+                    out.push(version.into());
+                }
+                _ => out.push(a),
+            }
+            out.extend(it);
+            return out;
+        }
+        out.push(a);
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(split_migrate_to(std::env::args_os().collect()));
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -709,6 +789,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::MigrateTo(a) => migrate_to_command(a, g, stdout).await,
+        Command::Cutover(a) => {
+            let engine = Engine::new(settings(g)?, &Selection::all(), Arc::new(NoEvents))?;
+            let r = engine
+                .cutover(&a.version, a.revert, a.dry_run, &args_for_ledger())
+                .await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &r)?,
+                Format::Human => output::cutover_human(stdout, &r)?,
+            }
+            Ok(0)
+        }
         Command::Tenant(TenantCommand::Remove { name, yes }) => {
             let s = settings(g)?;
             tenantmig::lifecycle::check_droppable(name, &s, false)?;
@@ -716,6 +808,113 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             drop_command(&engine, g, stdout, name, false, *yes, "tenant remove").await
         }
     }
+}
+
+/// `migrate-to VERSION`: the plan, the move, or `--abort`.
+async fn migrate_to_command(
+    a: &MigrateToArgs,
+    g: &Global,
+    stdout: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let mut s = settings(g)?;
+    if let Some(j) = a.jobs {
+        if j == 0 {
+            return Err(Error::Usage {
+                message: "--jobs must be at least 1".into(),
+            }
+            .into());
+        }
+        s.jobs = j;
+    }
+    if let Some(m) = a.max_failures {
+        s.max_failures = m;
+    }
+    // Fails early, listing the declared versions.
+    s.version(&a.version)?;
+    let (events, human) = sink(g);
+    let quiet = a.dry_run || a.abort;
+    let engine = Engine::new(
+        s,
+        &Selection::all(),
+        if quiet { Arc::new(NoEvents) } else { events },
+    )?;
+    if a.abort {
+        let plan = engine.abort_plan(&a.version).await?;
+        if plan.schemas.is_empty() {
+            match g.format {
+                Format::Json => output::json_line(stdout, &plan)?,
+                Format::Human => writeln!(
+                    stdout,
+                    "the move to {} created no schema that still exists; nothing to drop",
+                    a.version
+                )?,
+            }
+            if a.yes {
+                engine.abort_move(&a.version, &args_for_ledger()).await?;
+            }
+            return Ok(0);
+        }
+        if !a.yes {
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &serde_json::json!({ "would_drop": plan.schemas, "dropped": false }),
+                )?,
+                Format::Human => output::abort_plan_human(stdout, &plan)?,
+            }
+            return Err(Error::Usage {
+                message: format!(
+                    "--abort drops the {} schema(s) the move to {} created, with their rows; the source schemas are not touched and nothing was changed. Rerun with --yes to confirm",
+                    plan.schemas.len(),
+                    a.version
+                ),
+            }
+            .into());
+        }
+        let plan = engine.abort_move(&a.version, &args_for_ledger()).await?;
+        match g.format {
+            Format::Json => output::json_line(
+                stdout,
+                &serde_json::json!({ "dropped": plan.schemas, "version": plan.version }),
+            )?,
+            Format::Human => {
+                output::abort_plan_human(stdout, &plan)?;
+                writeln!(
+                    stdout,
+                    "dropped {} schema(s) and forgot the move's progress; the source schemas are as they were",
+                    plan.schemas.len()
+                )?;
+            }
+        }
+        return Ok(0);
+    }
+    let opts = tenantmig::moves::MoveOptions {
+        version: a.version.clone(),
+        selection: Selection {
+            shared: true,
+            tenants: true,
+            tenant_names: a.filter.tenants.clone(),
+            exclude: a.filter.exclude.clone(),
+        },
+        dry_run: a.dry_run,
+        args: args_for_ledger(),
+    };
+    let report = engine.migrate_to(&opts, ctrl_c()).await;
+    if let Some(h) = &human {
+        h.finish();
+    }
+    let report = report?;
+    match (g.format, &report.plan) {
+        (Format::Json, Some(plan)) => output::json_line(stdout, plan)?,
+        (Format::Human, Some(plan)) => output::move_plan_human(stdout, plan, a.sql)?,
+        (Format::Json, None) => output::json_line(stdout, &report)?,
+        (Format::Human, None) => output::move_report_human(stdout, &report)?,
+    }
+    Ok(if report.dry_run || report.is_success() {
+        0
+    } else {
+        1
+    })
 }
 
 /// `drop-schema` and `tenant remove`: preview, then drop only with `--yes`.

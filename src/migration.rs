@@ -207,6 +207,35 @@ impl MigrationSet {
         })
     }
 
+    /// Reads several folders as one set (e.g. a version's migrations on top
+    /// of the current ones); a version found in two folders is an error.
+    pub fn load_all(dirs: &[PathBuf]) -> Result<Self> {
+        let mut by_version: BTreeMap<i64, Migration> = BTreeMap::new();
+        let mut width = 0;
+        for dir in dirs {
+            let set = Self::load(dir)?;
+            width = width.max(set.version_width);
+            for m in set.migrations {
+                if let Some(other) = by_version.get(&m.version) {
+                    return Err(Error::MigrationFile {
+                        path: m.path.clone(),
+                        reason: format!(
+                            "version {} is also used by {}; versions must be unique across the folders of one set",
+                            m.version,
+                            other.path.display()
+                        ),
+                    });
+                }
+                by_version.insert(m.version, m);
+            }
+        }
+        Ok(MigrationSet {
+            dir: dirs.first().cloned().unwrap_or_default(),
+            migrations: by_version.into_values().collect(),
+            version_width: width,
+        })
+    }
+
     /// The highest version, if any.
     pub fn head(&self) -> Option<i64> {
         self.migrations.last().map(|m| m.version)

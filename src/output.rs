@@ -209,6 +209,28 @@ impl EventSink for HumanEvents {
             Event::Stopping { reason } => {
                 self.line(&st, &format!("stopping: {}", reason.describe()))
             }
+            Event::MoveStepDone {
+                phase,
+                schema,
+                step,
+                rows_read,
+                rows_written,
+                duration_ms,
+            } => {
+                // Tenants' steps show in the bar and the summary; the
+                // shared schema's, which come one at a time, as lines.
+                if phase == Phase::Shared {
+                    let rows = match (rows_read, rows_written) {
+                        (Some(r), Some(w)) => format!(", {r} rows read, {w} written"),
+                        (None, Some(w)) => format!(", {w} rows written"),
+                        _ => String::new(),
+                    };
+                    self.line(
+                        &st,
+                        &format!("{schema}: {step} done ({}{rows})", secs(duration_ms)),
+                    );
+                }
+            }
             Event::CopyStarted {
                 source,
                 target,
@@ -927,6 +949,198 @@ pub fn tenant_add_human(
     )?;
     if let Some(n) = &r.note {
         writeln!(w, "  note: {n}")?;
+    }
+    Ok(())
+}
+
+/// The plan of `migrate-to VERSION --dry-run`.
+pub fn move_plan_human(
+    w: &mut dyn Write,
+    p: &crate::moves::MovePlan,
+    with_sql: bool,
+) -> io::Result<()> {
+    writeln!(
+        w,
+        "move to {} ({}{}); tenants from {}",
+        p.version,
+        p.strategy.as_str(),
+        if p.consolidates {
+            format!(", tenants consolidated into {}", p.shared.target)
+        } else {
+            String::new()
+        },
+        p.source
+    )?;
+    if p.to_create.is_empty() {
+        writeln!(w, "schemas to create: none")?;
+    } else {
+        let names: Vec<&str> = p.to_create.iter().map(String::as_str).collect();
+        writeln!(
+            w,
+            "schemas to create ({}): {}",
+            p.to_create.len(),
+            names_list(&names)
+        )?;
+    }
+    let steps = |w: &mut dyn Write, steps: &[crate::moves::StepPlan], done: &[String]| {
+        for st in steps {
+            let mark = if done.contains(&st.step) {
+                " [done]"
+            } else {
+                ""
+            };
+            writeln!(w, "  {}: {}{mark}", st.step, st.what)?;
+            if with_sql {
+                for (file, sql) in &st.sql {
+                    writeln!(w, "    -- {file}")?;
+                    for line in sql.lines() {
+                        writeln!(w, "    {line}")?;
+                    }
+                }
+            }
+        }
+        Ok::<_, io::Error>(())
+    };
+    writeln!(w, "shared: {} -> {}", p.shared.source, p.shared.target)?;
+    steps(w, &p.shared_steps, &p.shared.done)?;
+    let target = if p.consolidates {
+        p.shared.target.clone()
+    } else {
+        p.tenants
+            .first()
+            .map(|t| format!("{} (e.g. {})", "its own schema", t.target))
+            .unwrap_or_else(|| "its own schema".into())
+    };
+    writeln!(w, "each tenant -> {target}:")?;
+    steps(w, &p.tenant_steps, &[])?;
+    let moved = p
+        .tenants
+        .iter()
+        .filter(|t| t.refused.is_none() && t.is_complete())
+        .count();
+    for (left, names) in p.groups() {
+        writeln!(
+            w,
+            "{}: {} ({})",
+            tenants_word(names.len()),
+            left.join(", "),
+            names_list(&names)
+        )?;
+    }
+    if moved > 0 {
+        writeln!(w, "{} already moved and checked", tenants_word(moved))?;
+    }
+    for t in p.tenants.iter().filter(|t| t.refused.is_some()) {
+        writeln!(
+            w,
+            "REFUSED {}: {}",
+            t.source,
+            t.refused.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// The summary of a `migrate-to` run.
+pub fn move_report_human(w: &mut dyn Write, r: &crate::moves::MoveReport) -> io::Result<()> {
+    let moved = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Succeeded)
+        .count();
+    let failed = r.tenants.iter().filter(|o| o.state.is_failure()).count();
+    let rows: i64 = r
+        .shared
+        .iter()
+        .chain(&r.tenants)
+        .flat_map(|o| &o.steps)
+        .filter(|s| s.state == "done" && !s.step.starts_with("check"))
+        .filter_map(|s| s.rows_written)
+        .sum();
+    writeln!(
+        w,
+        "move to {} ({}){}: shared {}; {} moved, {} failed{}, {} already moved; {} rows written; {}",
+        r.version,
+        r.strategy.as_str(),
+        r.run_id.map(|i| format!(", run {i}")).unwrap_or_default(),
+        match &r.shared {
+            Some(o) if o.state.is_failure() => "FAILED".to_string(),
+            Some(o) => format!("{} -> {} done", o.source, o.target),
+            None => "already moved, checked again".to_string(),
+        },
+        tenants_word(moved),
+        failed,
+        if r.not_reached.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not reached", r.not_reached.len())
+        },
+        r.tenants_already_moved,
+        thousands(rows.max(0) as usize),
+        secs(r.duration_ms)
+    )?;
+    for o in r.failures() {
+        let what = match o.state {
+            OutcomeState::Refused => "REFUSED",
+            OutcomeState::Stopped => "STOPPED",
+            _ => "FAILED",
+        };
+        writeln!(
+            w,
+            "{what} {} -> {}: {}",
+            o.source,
+            o.target,
+            o.error.as_deref().unwrap_or("")
+        )?;
+    }
+    if !r.not_reached.is_empty() {
+        let names: Vec<&str> = r.not_reached.iter().map(String::as_str).collect();
+        writeln!(w, "not reached: {}", names_list(&names))?;
+    }
+    if let Some(reason) = r.stopped {
+        writeln!(w, "stopped: {}", reason.describe())?;
+    }
+    if !r.is_success() {
+        writeln!(
+            w,
+            "rerun `tenantmig migrate-to {}` to resume: finished steps are skipped",
+            r.version
+        )?;
+    }
+    Ok(())
+}
+
+/// What `migrate-to VERSION --abort` drops.
+pub fn abort_plan_human(w: &mut dyn Write, p: &crate::moves::AbortPlan) -> io::Result<()> {
+    writeln!(
+        w,
+        "schemas created by the move to {} ({}):",
+        p.version,
+        p.schemas.len()
+    )?;
+    for s in &p.schemas {
+        writeln!(w, "  {s}")?;
+    }
+    Ok(())
+}
+
+/// The renames of `cutover`.
+pub fn cutover_human(w: &mut dyn Write, r: &crate::moves::CutoverReport) -> io::Result<()> {
+    let verb = match (r.dry_run, r.revert) {
+        (true, false) => "would make {v} live",
+        (true, true) => "would revert {v}",
+        (false, false) => "{v} is live",
+        (false, true) => "reverted {v}",
+    }
+    .replace("{v}", &r.version);
+    writeln!(
+        w,
+        "{verb}: {} renames in one transaction{}",
+        r.renames.len(),
+        r.run_id.map(|i| format!(" (run {i})")).unwrap_or_default()
+    )?;
+    for x in &r.renames {
+        writeln!(w, "  {} -> {}", x.from, x.to)?;
     }
     Ok(())
 }

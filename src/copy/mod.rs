@@ -72,6 +72,10 @@ pub struct CopyOptions {
     /// connection with its statements batched (fewer connections and round
     /// trips than parallelism would save); [`SMALL_COPY_BYTES`] by default.
     pub small_below_bytes: i64,
+    /// SQL run in the transaction that renames the copy into place (a
+    /// version move records its checkpoint there, so the copy and its
+    /// record commit together).
+    pub in_rename: Option<String>,
 }
 
 impl CopyOptions {
@@ -84,6 +88,7 @@ impl CopyOptions {
             jobs,
             verify: Verify::Counts,
             small_below_bytes: SMALL_COPY_BYTES,
+            in_rename: None,
         }
     }
 }
@@ -611,12 +616,16 @@ impl Engine {
         // Into place, in one transaction.
         // language=SQL
         let rename = format!(
-            "BEGIN; ALTER SCHEMA {} RENAME TO {d}; COMMENT ON SCHEMA {d} IS {}; COMMIT",
+            "BEGIN; ALTER SCHEMA {} RENAME TO {d}; COMMENT ON SCHEMA {d} IS {}; {} COMMIT",
             quote_ident(tmp),
             def.comment
                 .as_deref()
                 .map(ddl::lit)
                 .unwrap_or_else(|| "NULL".into()),
+            opts.in_rename
+                .as_deref()
+                .map(|sql| format!("{sql};"))
+                .unwrap_or_default(),
             d = quote_ident(dst)
         );
         ctl.execute(sqlx::raw_sql(AssertSqlSafe(rename)))
