@@ -35,6 +35,8 @@
 //!   parallel row copy from one exported snapshot, checks).
 //! - [`moves`]: version moves (`migrate-to`, `--abort`, `cutover`) and
 //!   their data-move files.
+//! - [`snapshot`]: rollback points (copies under dated names, restore by
+//!   renaming).
 //! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
 //! - [`output`]: human and JSON printers of events and reports.
 
@@ -51,6 +53,7 @@ pub mod migration;
 pub mod moves;
 pub mod output;
 pub mod repair;
+pub mod snapshot;
 pub mod state;
 pub mod tenants;
 

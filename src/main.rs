@@ -81,6 +81,9 @@ enum Command {
     Tenant(TenantCommand),
     /// Move to a declared version ([versions.NAME]): build its schemas beside the current ones, fill and check them. `migrate-to-NAME` is the same command.
     MigrateTo(MigrateToArgs),
+    /// Rollback points: copies of schemas under dated names, restored by renaming.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Make a moved version live by renaming schemas in one transaction (the version's schemas take the current names; the current ones keep a suffix).
     Cutover(CutoverArgs),
 }
@@ -109,6 +112,37 @@ struct MigrateToArgs {
     /// Confirm --abort.
     #[arg(long, requires = "abort")]
     yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Copy the shared schema and every tenant (or only the --tenant ones) under dated names (<schema>_snap_<YYYYMMDD_HHMMSS>).
+    Create {
+        #[command(flatten)]
+        filter: TenantFilter,
+        /// Schemas copied at once [config: jobs; default: 4].
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// List snapshots, newest first: id, time, state, schemas, rows and size.
+    List,
+    /// Put a snapshot's copies back under the schemas' names, in one transaction; the schemas they replace are kept as a new snapshot. Shows the renames; --yes confirms.
+    Restore {
+        /// The snapshot's id (see `tenantmig snapshot list`).
+        id: i64,
+        /// Confirm the restore.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Drop the copies of snapshots older than a duration (never a restored copy, which is live); --yes confirms.
+    Prune {
+        /// Age, e.g. 7d, 12h, 30m.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Confirm the drop.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -790,6 +824,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::MigrateTo(a) => migrate_to_command(a, g, stdout).await,
+        Command::Snapshot(c) => snapshot_command(c, g, stdout).await,
         Command::Cutover(a) => {
             let engine = Engine::new(settings(g)?, &Selection::all(), Arc::new(NoEvents))?;
             let r = engine
@@ -915,6 +950,120 @@ async fn migrate_to_command(
     } else {
         1
     })
+}
+
+/// `snapshot create | list | restore | prune`.
+async fn snapshot_command(
+    c: &SnapshotCommand,
+    g: &Global,
+    stdout: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let s = settings(g)?;
+    let jobs = s.jobs;
+    match c {
+        SnapshotCommand::Create { filter, jobs: j } => {
+            let jobs = j.unwrap_or(jobs);
+            if jobs == 0 {
+                return Err(Error::Usage {
+                    message: "--jobs must be at least 1".into(),
+                }
+                .into());
+            }
+            let selection = Selection {
+                shared: filter.tenants.is_empty(),
+                tenants: true,
+                tenant_names: filter.tenants.clone(),
+                exclude: filter.exclude.clone(),
+            };
+            let (events, human) = sink(g);
+            let engine = Engine::new(s, &Selection::default(), events)?;
+            let r = engine
+                .snapshot_create(
+                    &selection,
+                    jobs,
+                    &args_for_ledger(),
+                    ctrl_c_saying(
+                        "interrupted: finishing the copies in flight, starting no new one",
+                    ),
+                )
+                .await;
+            if let Some(h) = &human {
+                h.finish();
+            }
+            let r = r?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &r)?,
+                Format::Human => output::snapshot_report_human(stdout, &r)?,
+            }
+            Ok(if r.failed.is_empty() { 0 } else { 1 })
+        }
+        SnapshotCommand::List => {
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            let list = engine.snapshot_list().await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &list)?,
+                Format::Human => output::snapshots_human(stdout, &list)?,
+            }
+            Ok(0)
+        }
+        SnapshotCommand::Restore { id, yes } => {
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            let r = engine
+                .snapshot_restore(*id, !yes, &args_for_ledger())
+                .await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &r)?,
+                Format::Human => output::restore_human(stdout, &r, *yes)?,
+            }
+            if !yes {
+                return Err(Error::Usage {
+                    message: format!(
+                        "restoring snapshot {id} replaces {} live schema(s) (kept as a new snapshot); nothing was changed. Rerun with --yes to confirm",
+                        r.renames.iter().filter(|x| x.to.contains("_snap_")).count()
+                    ),
+                }
+                .into());
+            }
+            Ok(0)
+        }
+        SnapshotCommand::Prune { older_than, yes } => {
+            let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
+            let snaps = engine.snapshot_prune_plan(*older_than).await?;
+            if snaps.is_empty() {
+                writeln!(
+                    stdout,
+                    "no snapshot is older than {}; nothing to prune",
+                    humantime::format_duration(*older_than)
+                )?;
+                return Ok(0);
+            }
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &serde_json::json!({ "snapshots": snaps, "dropped": yes }),
+                )?,
+                Format::Human => output::snapshots_human(stdout, &snaps)?,
+            }
+            if !yes {
+                return Err(Error::Usage {
+                    message: format!(
+                        "prune drops the copies of {} snapshot(s) listed above; nothing was changed. Rerun with --yes to confirm",
+                        snaps.len()
+                    ),
+                }
+                .into());
+            }
+            let n = engine.snapshot_prune(&snaps, &args_for_ledger()).await?;
+            if g.format == Format::Human {
+                writeln!(
+                    stdout,
+                    "pruned {} snapshot(s): dropped {n} schema(s)",
+                    snaps.len()
+                )?;
+            }
+            Ok(0)
+        }
+    }
 }
 
 /// `drop-schema` and `tenant remove`: preview, then drop only with `--yes`.

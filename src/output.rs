@@ -1145,6 +1145,110 @@ pub fn cutover_human(w: &mut dyn Write, r: &crate::moves::CutoverReport) -> io::
     Ok(())
 }
 
+/// The result of `snapshot create`.
+pub fn snapshot_report_human(
+    w: &mut dyn Write,
+    r: &crate::snapshot::SnapshotReport,
+) -> io::Result<()> {
+    let snap = &r.snapshot;
+    let rows: i64 = snap.schemas.iter().filter_map(|x| x.rows).sum();
+    let bytes: i64 = snap.schemas.iter().filter_map(|x| x.bytes).sum();
+    writeln!(
+        w,
+        "snapshot {} ({}): {} schema(s) copied, {} rows ({}), in {}",
+        snap.id,
+        snap.state,
+        snap.schemas.len(),
+        thousands(rows.max(0) as usize),
+        human_bytes(bytes),
+        secs(r.duration_ms)
+    )?;
+    for x in &snap.schemas {
+        writeln!(w, "  {} -> {}", x.schema, x.copy)?;
+    }
+    for (schema, why) in &r.failed {
+        writeln!(w, "FAILED {schema}: {why}")?;
+    }
+    if r.failed.is_empty() {
+        writeln!(
+            w,
+            "restore it with: tenantmig snapshot restore {} --yes",
+            snap.id
+        )?;
+    }
+    Ok(())
+}
+
+/// `snapshot list`.
+pub fn snapshots_human(w: &mut dyn Write, list: &[crate::snapshot::Snapshot]) -> io::Result<()> {
+    if list.is_empty() {
+        return writeln!(w, "no snapshots (take one with tenantmig snapshot create)");
+    }
+    writeln!(
+        w,
+        "{:>4}  {:<20}  {:<9}  {:>7}  {:>12}  {:>10}  note",
+        "id", "taken (UTC)", "state", "schemas", "rows", "size"
+    )?;
+    for s in list {
+        let counted = s.schemas.iter().any(|x| x.rows.is_some());
+        let rows: i64 = s.schemas.iter().filter_map(|x| x.rows).sum();
+        let bytes: i64 = s.schemas.iter().filter_map(|x| x.bytes).sum();
+        let (rows, bytes) = if counted {
+            (thousands(rows.max(0) as usize), human_bytes(bytes))
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        let gone = s
+            .schemas
+            .iter()
+            .filter(|x| !x.exists && x.restored_at.is_none())
+            .count();
+        let mut note = s.note.clone().unwrap_or_default();
+        if gone > 0 {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!("{gone} copy(ies) dropped since"));
+        }
+        writeln!(
+            w,
+            "{:>4}  {:<20}  {:<9}  {:>7}  {:>12}  {:>10}  {note}",
+            s.id,
+            fmt_time(&s.created_at),
+            s.state,
+            s.schemas.len(),
+            rows,
+            bytes
+        )?;
+    }
+    Ok(())
+}
+
+/// `snapshot restore` (done, or what it would do).
+pub fn restore_human(
+    w: &mut dyn Write,
+    r: &crate::snapshot::RestoreReport,
+    done: bool,
+) -> io::Result<()> {
+    writeln!(
+        w,
+        "{} snapshot {}: {} renames in one transaction",
+        if done { "restored" } else { "would restore" },
+        r.id,
+        r.renames.len()
+    )?;
+    for x in &r.renames {
+        writeln!(w, "  {} -> {}", x.from, x.to)?;
+    }
+    if let Some(id) = r.replaced_snapshot {
+        writeln!(
+            w,
+            "the schemas it replaced are snapshot {id}: tenantmig snapshot restore {id} --yes undoes this restore"
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

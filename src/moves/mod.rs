@@ -315,9 +315,9 @@ struct Loaded {
     tenant_moves: Vec<DataMove>,
 }
 
-/// Keeps copy events (per-table bars) of the move's many copies out of the
-/// output; the move reports steps itself.
-struct QuietCopies(Arc<dyn EventSink>);
+/// Keeps copy events (per-table bars) of many concurrent copies out of the
+/// output; the command reports per schema itself.
+pub(crate) struct QuietCopies(pub(crate) Arc<dyn EventSink>);
 
 impl EventSink for QuietCopies {
     fn emit(&self, event: Event) {
@@ -345,6 +345,18 @@ struct MoveCtx {
 }
 
 impl Engine {
+    /// The same engine, with copy events left out of its output.
+    pub(crate) fn quiet_copier(&self) -> Engine {
+        Engine {
+            settings: self.settings.clone(),
+            connect: self.connect.clone(),
+            url_masked: self.url_masked.clone(),
+            shared_set: self.shared_set.clone(),
+            tenant_set: self.tenant_set.clone(),
+            sink: Arc::new(QuietCopies(self.sink.clone())),
+        }
+    }
+
     fn load_version(&self, name: &str) -> Result<Loaded> {
         let v = self.settings.version(name)?.clone();
         let set = |f: &Option<crate::config::Folders>, default: &std::path::Path| {
@@ -755,14 +767,7 @@ impl Engine {
             version: opts.version.clone(),
             control: s.control_schema.clone(),
             run_id: led.run_id,
-            copier: Engine {
-                settings: s.clone(),
-                connect: self.connect.clone(),
-                url_masked: self.url_masked.clone(),
-                shared_set: self.shared_set.clone(),
-                tenant_set: self.tenant_set.clone(),
-                sink: Arc::new(QuietCopies(self.sink.clone())),
-            },
+            copier: self.quiet_copier(),
             copy_jobs: s.jobs,
             source_shared: s.shared_schema.clone(),
             loaded,
