@@ -229,17 +229,6 @@ check_shape() {
         "$2 $1 (>) and $SRC (<) differ in columns, indexes or constraints (diff above)${3:+; reproduce with: $3}"
 }
 
-fmt3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
-# median X...: the median of the numbers (the mean of the middle two for an
-# even count).
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-# all X...: the repetitions, for the report ("1.234" or "1.234 1.301 ...").
-all() { local IFS=' '; printf '%s' "$*"; }
-
 # ---------------------------------------------------------------- database
 
 step "create database $DB"

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# scripts/bench-lib.sh: the helpers that scripts/bench.sh and
-# scripts/bench-copy.sh share. Source it after scripts/pg.sh (it uses
-# tm_mask_url and tm_stop_postgres):
+# scripts/bench-lib.sh: the helpers that scripts/bench.sh,
+# scripts/bench-copy.sh and scripts/bench-move.sh share. Source it after
+# scripts/pg.sh (it uses tm_mask_url and tm_stop_postgres):
 #
 #   BENCH_NAME=bench
 #   source scripts/pg.sh
@@ -14,7 +14,7 @@
 #   psql         psql_q, checkpoint
 #   timing       now, elapsed, timed, show_log
 #   tenantmig    shq, tool_cmd
-#   figures      mb, lt, le, max
+#   figures      mb, lt, le, max, fmt3, ratio, median, all
 #   targets      verdict, strict_exit
 #
 # Variables it expects of the calling script (read when a function runs, so
@@ -218,6 +218,18 @@ lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && echo 1 || echo 0; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }' && echo 1 || echo 0; }
 # max A B: the larger (A when B is empty).
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a > b) ? a : b }'; }
+# fmt3 X: X with three decimals.
+fmt3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
+# ratio A B: A / B with two decimals ("inf" when B is 0).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
+# median X...: the median of the numbers (the mean of the middle two for an
+# even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# all X...: the repetitions, for the report ("1.234" or "1.234 1.301 ...").
+all() { local IFS=' '; printf '%s' "$*"; }
 
 # ---------------------------------------------------------------- targets
 

@@ -101,6 +101,46 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y%m%d_%H%M%S").to_string()
 }
 
+/// Snapshot names for `schemas` taken at `at` that no schema has yet (a
+/// second snapshot within the same second gets `_2`, `_3`...).
+async fn free_names(
+    conn: &mut PgConnection,
+    control: &str,
+    schemas: &[String],
+    at: DateTime<Utc>,
+) -> Result<Vec<(String, String)>> {
+    let base = stamp(at);
+    for n in 1..100 {
+        let st = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}_{n}")
+        };
+        let names: Vec<(String, String)> = schemas
+            .iter()
+            .map(|s| (s.clone(), snapshot_name(s, &st)))
+            .collect();
+        let copies: Vec<String> = names.iter().map(|(_, c)| c.clone()).collect();
+        // Names of restored copies stay recorded, so they are taken too.
+        // language=SQL
+        let taken: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)) \
+                  + (SELECT count(*) FROM {} WHERE copy_name = ANY($1))",
+            qualified(control, "snapshot_schemas")
+        )))
+        .bind(&copies)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(Error::db("looking up the snapshot names"))?;
+        if taken == 0 {
+            return Ok(names);
+        }
+    }
+    Err(Error::Usage {
+        message: "every snapshot name for this second is taken; retry in a second".into(),
+    })
+}
+
 impl Engine {
     async fn snapshot_tables(&self, conn: &mut PgConnection) -> Result<bool> {
         // language=SQL
@@ -166,23 +206,7 @@ impl Engine {
         }
         self.ensure_control(&mut conn).await?;
         let now = Utc::now();
-        let st = stamp(now);
-        let names: Vec<(String, String)> = schemas
-            .iter()
-            .map(|n| (n.clone(), snapshot_name(n, &st)))
-            .collect();
-        let copies: Vec<String> = names.iter().map(|(_, c)| c.clone()).collect();
-        let taken = crate::db::existing_schemas(&mut conn, &copies, &s.history_table)
-            .await
-            .map_err(Error::db("looking up the snapshot names"))?;
-        if !taken.is_empty() {
-            return Err(Error::Usage {
-                message: format!(
-                    "schema(s) {} already exist; wait a second and retry (snapshot names carry the time to the second)",
-                    taken.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
+        let names = free_names(&mut conn, &s.control_schema, &schemas, now).await?;
         // language=SQL
         let id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO {} (created_at) VALUES ($1) RETURNING id",
@@ -436,13 +460,20 @@ impl Engine {
         let exists = crate::db::existing_schemas(&mut conn, &live, &s.history_table)
             .await
             .map_err(Error::db("looking up the schemas to restore"))?;
-        let now = Utc::now();
-        let st = stamp(now);
+        let replacing: Vec<String> = usable
+            .iter()
+            .filter(|x| exists.contains_key(&x.schema))
+            .map(|x| x.schema.clone())
+            .collect();
+        let mut asides: std::collections::HashMap<String, String> =
+            free_names(&mut conn, &s.control_schema, &replacing, Utc::now())
+                .await?
+                .into_iter()
+                .collect();
         let mut renames = Vec::new();
         let mut replaced = Vec::new();
         for x in &usable {
-            if exists.contains_key(&x.schema) {
-                let aside = snapshot_name(&x.schema, &st);
+            if let Some(aside) = asides.remove(&x.schema) {
                 renames.push(Rename {
                     from: x.schema.clone(),
                     to: aside.clone(),
