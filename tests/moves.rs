@@ -84,13 +84,17 @@ async fn build_v1(pool: &PgPool) -> Settings {
 }
 
 async fn move_to(s: &Settings, version: &str, dry_run: bool) -> MoveReport {
-    let engine = Engine::new(
-        s.clone(),
-        &Selection::all(),
-        Arc::new(CollectEvents::default()),
-    )
-    .expect("engine");
-    engine
+    move_with_events(s, version, dry_run).await.0
+}
+
+async fn move_with_events(
+    s: &Settings,
+    version: &str,
+    dry_run: bool,
+) -> (MoveReport, Arc<CollectEvents>) {
+    let events = Arc::new(CollectEvents::default());
+    let engine = Engine::new(s.clone(), &Selection::all(), events.clone()).expect("engine");
+    let r = engine
         .migrate_to(
             &MoveOptions {
                 version: version.into(),
@@ -101,7 +105,8 @@ async fn move_to(s: &Settings, version: &str, dry_run: bool) -> MoveReport {
             std::future::pending(),
         )
         .await
-        .expect("migrate-to runs")
+        .expect("migrate-to runs");
+    (r, events)
 }
 
 /// Rows of `table` per tenant: (source count, count in app_v2 for its id).
@@ -497,10 +502,37 @@ async fn clone_copies_every_schema_applies_the_new_migrations_then_cuts_over_and
     pool: PgPool,
 ) {
     build_v1(&pool).await;
+    // A reference into the shared schema, which a clone keeps: warned.
+    exec(
+        &pool,
+        "ALTER TABLE tenant_a.workflows ADD CONSTRAINT workflows_created_by_fkey \
+         FOREIGN KEY (created_by) REFERENCES public.users (id)",
+    )
+    .await;
     let extra = clone_extra();
     let s = clone_settings(&pool, extra.path());
-    let r = move_to(&s, "v2", false).await;
+    let (r, events) = move_with_events(&s, "v2", false).await;
     assert!(r.is_success(), "{r:#?}");
+    let warned: Vec<String> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            tenantmig::Event::Warning { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.starts_with("tenant_a_v2: workflows refer(s) to tables of public")),
+        "{warned:?}"
+    );
+    assert!(
+        !warned.iter().any(|w| w.starts_with("tenant_b_v2")),
+        "{warned:?}"
+    );
     assert_eq!(r.strategy, Strategy::Clone);
     for (t, rows) in TENANTS {
         let v2 = format!("{t}_v2");

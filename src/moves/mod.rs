@@ -1597,6 +1597,9 @@ async fn run_step(
                     broken: false,
                     stopped: cx.run.shutdown.load(Ordering::SeqCst),
                 })?;
+            if m.phase == Phase::Tenant {
+                warn_shared_references(cx, conn, m).await;
+            }
             out.counts = report
                 .checks
                 .iter()
@@ -1679,6 +1682,39 @@ async fn run_step(
                 .ok_or_else(|| StepFail::new(format!("no data-move file for step {step}")))?;
             data_move(cx, conn, m, dm).await
         }
+    }
+}
+
+/// A clone keeps a tenant's references into the current shared schema
+/// (foreign keys, views); after a cut-over they would point at the old
+/// version's tables. Says so, naming them.
+async fn warn_shared_references(cx: &MoveCtx, conn: &mut PgConnection, m: &SchemaMove) {
+    // language=SQL
+    let refs: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT c.relname::text FROM pg_catalog.pg_depend d \
+         JOIN pg_catalog.pg_class c ON c.oid = d.objid OR c.oid = (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) \
+         JOIN pg_catalog.pg_class r ON r.oid = d.refobjid \
+         WHERE d.refclassid = 'pg_catalog.pg_class'::regclass \
+           AND d.classid IN ('pg_catalog.pg_constraint'::regclass, 'pg_catalog.pg_rewrite'::regclass) \
+           AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1) \
+           AND r.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $2) \
+         ORDER BY 1 LIMIT 10",
+    )
+    .bind(&m.target)
+    .bind(&cx.source_shared)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    if !refs.is_empty() {
+        cx.run.sink.emit(Event::Warning {
+            message: format!(
+                "{}: {} refer(s) to tables of {} (foreign keys or views); the copy keeps those references, which after a cut-over point at the previous version's tables: recreate them against {} with a migration of the version",
+                m.target,
+                refs.join(", "),
+                cx.source_shared,
+                cx.loaded.v.shared_schema
+            ),
+        });
     }
 }
 
