@@ -210,6 +210,16 @@ pub enum Event {
         /// What was done, for people.
         step: String,
     },
+    /// The tenant phase of a version move begins (followed by its
+    /// `PhaseStarted`).
+    MoveStarted {
+        /// The version moved to.
+        version: String,
+        /// Tenants with work.
+        tenants: usize,
+        /// Tenants moved at once.
+        jobs: usize,
+    },
     /// A step of a version move is done for a schema.
     MoveStepDone {
         /// Shared or tenant.

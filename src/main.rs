@@ -449,6 +449,26 @@ fn settings(g: &Global) -> Result<Settings, Error> {
     Ok(s)
 }
 
+/// Applies `--jobs` and `--max-failures` to the settings.
+fn run_limits(
+    s: &mut Settings,
+    jobs: Option<usize>,
+    max_failures: Option<usize>,
+) -> Result<(), Error> {
+    if let Some(j) = jobs {
+        if j == 0 {
+            return Err(Error::Usage {
+                message: "--jobs must be at least 1".into(),
+            });
+        }
+        s.jobs = j;
+    }
+    if let Some(m) = max_failures {
+        s.max_failures = m;
+    }
+    Ok(())
+}
+
 fn sink(g: &Global) -> (Arc<dyn EventSink>, Option<Arc<HumanEvents>>) {
     match g.format {
         Format::Json => (Arc::new(JsonEvents::new(Box::new(io::stdout()))), None),
@@ -500,18 +520,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::Migrate(a) => {
             let mut s = settings(g)?;
-            if let Some(j) = a.jobs {
-                if j == 0 {
-                    return Err(Error::Usage {
-                        message: "--jobs must be at least 1".into(),
-                    }
-                    .into());
-                }
-                s.jobs = j;
-            }
-            if let Some(m) = a.max_failures {
-                s.max_failures = m;
-            }
+            run_limits(&mut s, a.jobs, a.max_failures)?;
             let selection = a.select.selection();
             let (events, human) = sink(g);
             let engine = Engine::new(
@@ -852,18 +861,7 @@ async fn migrate_to_command(
     stdout: &mut dyn Write,
 ) -> Result<u8, Failure> {
     let mut s = settings(g)?;
-    if let Some(j) = a.jobs {
-        if j == 0 {
-            return Err(Error::Usage {
-                message: "--jobs must be at least 1".into(),
-            }
-            .into());
-        }
-        s.jobs = j;
-    }
-    if let Some(m) = a.max_failures {
-        s.max_failures = m;
-    }
+    run_limits(&mut s, a.jobs, a.max_failures)?;
     // Fails early, listing the declared versions.
     s.version(&a.version)?;
     let (events, human) = sink(g);

@@ -84,6 +84,8 @@ struct HumanState {
     done: usize,
     failed: usize,
     last_line: Option<std::time::Instant>,
+    /// A version move said what it starts; the phase line is not needed.
+    moving: bool,
 }
 
 impl HumanEvents {
@@ -158,7 +160,7 @@ impl EventSink for HumanEvents {
                         *b = Some(bar.clone());
                     }
                     st.bar = Some(bar);
-                } else {
+                } else if !st.moving {
                     self.line(
                         &st,
                         &format!("migrating {} with {jobs} jobs", tenants_word(schemas)),
@@ -208,6 +210,22 @@ impl EventSink for HumanEvents {
             }
             Event::Stopping { reason } => {
                 self.line(&st, &format!("stopping: {}", reason.describe()))
+            }
+            Event::MoveStarted {
+                version,
+                tenants,
+                jobs,
+            } => {
+                st.moving = true;
+                if !self.terminal {
+                    self.line(
+                        &st,
+                        &format!(
+                            "moving {} to {version}, {jobs} at a time",
+                            tenants_word(tenants)
+                        ),
+                    );
+                }
             }
             Event::MoveStepDone {
                 phase,

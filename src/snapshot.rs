@@ -7,7 +7,7 @@
 //! snapshot's copies take the schemas' names, and the schemas they replace
 //! are kept as a new snapshot, so a restore can itself be undone.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use crate::copy::CopyOptions;
 use crate::copy::ddl::lit;
-use crate::engine::{Engine, Selection, describe_db_error};
+use crate::engine::{Engine, Selection};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ident::{MAX_IDENT_BYTES, qualified, quote_ident};
@@ -493,13 +493,6 @@ impl Engine {
         if dry_run {
             return Ok(report);
         }
-        let names: Vec<String> = report
-            .renames
-            .iter()
-            .flat_map(|r| [r.from.clone(), r.to.clone()])
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
         let c = &s.control_schema;
         let result = async {
             let mut tx = conn
@@ -507,50 +500,15 @@ impl Engine {
                 .await
                 .map_err(Error::db("starting the restore"))?;
             // language=SQL
-            let busy: Vec<String> = sqlx::query_scalar(
-                "SELECT n FROM unnest($1::text[]) AS n \
-                 WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tenantmig:' || n, 0))",
-            )
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::db("locking the schemas"))?;
-            if !busy.is_empty() {
-                return Err(Error::Usage {
-                    message: format!(
-                        "another tenantmig process is working on {}; retry when it has finished",
-                        busy.join(", ")
-                    ),
-                });
-            }
-            let mut sql = format!(
-                "SET LOCAL lock_timeout = {};\n",
-                s.lock_timeout.as_millis()
-            );
-            for r in &report.renames {
-                sql.push_str(&format!(
-                    "ALTER SCHEMA {} RENAME TO {};\n",
-                    quote_ident(&r.from),
-                    quote_ident(&r.to)
-                ));
-            }
-            // language=SQL
-            sql.push_str(&format!(
+            let record = format!(
                 "UPDATE {} SET restored_at = now() WHERE snapshot_id = {id} AND copy_name = ANY(ARRAY[{}]::text[]);
                  UPDATE {} SET state = 'restored' WHERE id = {id};",
                 qualified(c, "snapshot_schemas"),
                 usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
                 qualified(c, "snapshots"),
-            ));
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::Failed {
-                    message: format!(
-                        "the restore was rolled back, nothing was renamed: {}",
-                        describe_db_error(&e)
-                    ),
-                })?;
+            );
+            crate::moves::rename_schemas(&mut tx, &report.renames, s.lock_timeout, &record, "restore")
+                .await?;
             let mut kept = None;
             if !replaced.is_empty() {
                 // language=SQL
@@ -584,7 +542,7 @@ impl Engine {
         }
         .await;
         let _ = conn.close().await;
-        let err = result.as_ref().err().map(|e| e.to_string());
+        let err = result.as_ref().err().map(|e: &Error| e.to_string());
         self.record_run(
             "snapshot restore",
             args,

@@ -411,21 +411,7 @@ async fn a_killed_copy_leaves_no_target_and_the_rerun_cleans_up(pool: PgPool) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut waited = 0;
-    loop {
-        let waiting = scalar_i64(
-            &pool,
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname = 'accounts' AND NOT l.granted",
-        )
-        .await;
-        if waiting > 0 {
-            break;
-        }
-        waited += 1;
-        assert!(waited < 300, "the copy never reached the foreign key");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_lock_waiter(&pool, "accounts").await;
     child.kill().unwrap();
     child.wait().unwrap();
     sqlx::Executor::execute(&mut *holder, "ROLLBACK")

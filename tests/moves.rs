@@ -333,21 +333,7 @@ async fn a_killed_move_resumes_and_ends_with_exact_counts(pool: PgPool) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut waited = 0;
-    loop {
-        let waiting = scalar_i64(
-            &pool,
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname = 'documents' AND NOT l.granted",
-        )
-        .await;
-        if waiting > 0 {
-            break;
-        }
-        waited += 1;
-        assert!(waited < 600, "the move never reached tenant_b's documents");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_lock_waiter(&pool, "documents").await;
     child.kill().unwrap();
     child.wait().unwrap();
     sqlx::Executor::execute(&mut *holder, "ROLLBACK")

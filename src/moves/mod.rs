@@ -832,6 +832,11 @@ impl Engine {
                 });
                 jobs = cap;
             }
+            self.sink.emit(Event::MoveStarted {
+                version: opts.version.clone(),
+                tenants: work.len(),
+                jobs,
+            });
             self.sink.emit(Event::PhaseStarted {
                 phase: Phase::Tenant,
                 schemas: work.len(),
@@ -985,7 +990,7 @@ impl Engine {
         .await;
         let _ = db::unlock(&mut conn, &lock_name).await;
         let _ = conn.close().await;
-        let err = result.as_ref().err().map(|e| e.to_string());
+        let err = result.as_ref().err().map(|e: &Error| e.to_string());
         self.record_run(
             "migrate-to --abort",
             args,
@@ -1150,13 +1155,6 @@ impl Engine {
         let s = &self.settings;
         let mut conn = self.connection().await?;
         self.ensure_control(&mut conn).await?;
-        let names: Vec<String> = report
-            .renames
-            .iter()
-            .flat_map(|r| [r.from.clone(), r.to.clone()])
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
         let pairs: Vec<(String, String)> = report
             .renames
             .iter()
@@ -1167,55 +1165,21 @@ impl Engine {
                 .begin()
                 .await
                 .map_err(Error::db("starting the cut-over"))?;
-            // language=SQL
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "SET LOCAL lock_timeout = {}",
-                s.lock_timeout.as_millis()
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("setting lock_timeout"))?;
-            // language=SQL
-            let busy: Vec<String> = sqlx::query_scalar(
-                "SELECT n FROM unnest($1::text[]) AS n \
-                 WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tenantmig:' || n, 0))",
-            )
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::db("locking the schemas"))?;
-            if !busy.is_empty() {
-                return Err(Error::Usage {
-                    message: format!(
-                        "another tenantmig process is working on {}; retry when it has finished",
-                        busy.join(", ")
-                    ),
-                });
-            }
-            let mut sql = String::new();
-            for r in &report.renames {
-                sql.push_str(&format!(
-                    "ALTER SCHEMA {} RENAME TO {};\n",
-                    quote_ident(&r.from),
-                    quote_ident(&r.to)
-                ));
-            }
-            sql.push_str(&store::cutover_sql(
+            let record = store::cutover_sql(
                 &s.control_schema,
                 version,
                 if revert { "reverted" } else { "live" },
                 &pairs,
                 None,
-            ));
-            sqlx::raw_sql(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::Failed {
-                    message: format!(
-                        "the cut-over was rolled back, nothing was renamed: {}",
-                        describe_db_error(&e)
-                    ),
-                })?;
+            );
+            rename_schemas(
+                &mut tx,
+                &report.renames,
+                s.lock_timeout,
+                &record,
+                "cut-over",
+            )
+            .await?;
             tx.commit()
                 .await
                 .map_err(Error::db("committing the cut-over"))?;
@@ -1223,7 +1187,7 @@ impl Engine {
         }
         .await;
         let _ = conn.close().await;
-        let err = result.as_ref().err().map(|e| e.to_string());
+        let err = result.as_ref().err().map(|e: &Error| e.to_string());
         let run = self
             .record_run(
                 if revert {
@@ -1241,6 +1205,62 @@ impl Engine {
         report.run_id = Some(run);
         Ok(report)
     }
+}
+
+/// Renames schemas inside the caller's transaction, under every name's
+/// advisory lock (transaction-level) and `lock_timeout`, then runs `then`
+/// (the record of the renames) in the same transaction. `what` names the
+/// operation in errors.
+pub(crate) async fn rename_schemas(
+    tx: &mut PgConnection,
+    renames: &[Rename],
+    lock_timeout: Duration,
+    then: &str,
+    what: &str,
+) -> Result<()> {
+    let names: Vec<String> = renames
+        .iter()
+        .flat_map(|r| [r.from.clone(), r.to.clone()])
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    // language=SQL
+    let busy: Vec<String> = sqlx::query_scalar(
+        "SELECT n FROM unnest($1::text[]) AS n \
+         WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tenantmig:' || n, 0))",
+    )
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(Error::db("locking the schemas"))?;
+    if !busy.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "another tenantmig process is working on {}; retry when it has finished",
+                busy.join(", ")
+            ),
+        });
+    }
+    // language=SQL
+    let mut sql = format!("SET LOCAL lock_timeout = {};\n", lock_timeout.as_millis());
+    for r in renames {
+        sql.push_str(&format!(
+            "ALTER SCHEMA {} RENAME TO {};\n",
+            quote_ident(&r.from),
+            quote_ident(&r.to)
+        ));
+    }
+    sql.push_str(then);
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::Failed {
+            message: format!(
+                "the {what} was rolled back, nothing was renamed: {}",
+                describe_db_error(&e)
+            ),
+        })?;
+    Ok(())
 }
 
 /// `tenant_id_query`'s rows: schema name to id (as text).

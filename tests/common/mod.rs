@@ -183,3 +183,19 @@ pub fn cli_sets(url: &str, dir: &Path, shared: &Path, tenant: &Path) -> assert_c
         .env("TENANTMIG_TENANT_MIGRATIONS", tenant);
     c
 }
+
+/// Waits until some session waits for a lock on the table `relname`
+/// (a command under test blocked where the test holds a lock).
+pub async fn wait_for_lock_waiter(pool: &PgPool, relname: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = '{relname}' AND NOT l.granted"
+    );
+    for _ in 0..600 {
+        if scalar_i64(pool, &sql).await > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no session ever waited for a lock on {relname}");
+}
