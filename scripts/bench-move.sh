@@ -181,8 +181,8 @@ ORDER BY 1, 2;
 SQL
 }
 
-# existing SCHEMA_PATTERN: how many schemas match the LIKE pattern.
-existing() { psql_q "$URL" "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '$1'"; }
+# existing SCHEMA: 1 when the schema exists, else 0.
+existing() { psql_q "$URL" "SELECT count(*) FROM pg_namespace WHERE nspname = '$1'"; }
 
 # check_copies LABEL SHARED_TARGET SUFFIX [CMD]: SHARED_TARGET and every
 # <tenant>SUFFIX exist and each of their tables has the rows of its source;
@@ -211,9 +211,10 @@ drop_seq() {
     } | psql "$URL" -Xq -v ON_ERROR_STOP=1 >/dev/null
 }
 
-# warnings LOG...: the tool's warnings in the LOGs ("warning: ..." lines,
-# however indented).
-warnings() { sed -nE 's/^[[:space:]]*(warning: .*)$/\1/p' "$@" || true; }
+# warnings LOG: the distinct warnings of one tenantmig process in LOG
+# ("warning: ..." lines, however indented: copy-into-new-schema prints each
+# as it happens and again in its summary).
+warnings() { sed -nE 's/^[[:space:]]*(warning: .*)$/\1/p' "$1" | sort -u; }
 
 # ---------------------------------------------------------------- database
 
@@ -279,14 +280,13 @@ shared_rows=$(awk -v t="$SHARED" '$1 == t { s += $3 } END { print s }' <<<"$SRC_
 n_tables=$(wc -l <<<"$SRC_COUNTS")
 read -r all_bytes all_pretty tenant_pretty < <(psql "$URL" -XAtq -F ' ' -v ON_ERROR_STOP=1 -v first="${TENANT_NAMES[0]}" -v shared="$SHARED" <<'SQL'
 SELECT sum(pg_total_relation_size(c.oid)),
-       pg_size_pretty(sum(pg_total_relation_size(c.oid))),
+       replace(pg_size_pretty(sum(pg_total_relation_size(c.oid))), ' ', ''),
        replace(pg_size_pretty(sum(pg_total_relation_size(c.oid)) FILTER (WHERE n.nspname = :'first')), ' ', '')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND (n.nspname = :'shared' OR n.nspname IN (SELECT schema_name FROM public.organizations));
 SQL
 )
-all_pretty=${all_pretty/ /}
 all_mb=$(awk -v b="$all_bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
 say "setup done in $(fmt3 "$t_setup") s: $total_rows rows in $n_tables tables of ${#SOURCES[@]} schemas, $all_pretty with indexes; ${TENANT_NAMES[0]}: $tenant_rows rows, $tenant_pretty; $SHARED: $shared_rows rows"
 
@@ -302,11 +302,13 @@ run_a() {
     CMD_A=$LAST_SHOW
     a_times+=("$T_SECS")
     rss_a=$(max "$T_KB" "$rss_a")
-    cat "$work/a.log" >>"$work/a_all.log"
+    warnings "$work/a.log" >>"$work/a_warnings"
     sed 's/^/      /' "$work/a.log" >&2
-    # "migrating 50 tenants with 4 jobs": the tenants moved at once, after
-    # the tool's cap on connections.
-    a_jobs=$(sed -nE 's/.* tenants with ([0-9]+) jobs?$/\1/p' "$work/a.log" | tail -n 1)
+    # The tenants moved at once, after the tool's cap on connections:
+    # "moving 50 tenants to v2, 4 at a time" (older builds: "migrating 50
+    # tenants with 4 jobs").
+    a_jobs=$(sed -nE -e 's/^moving .*, ([0-9]+) at a time$/\1/p' \
+        -e 's/^migrating .* tenants with ([0-9]+) jobs?$/\1/p' "$work/a.log" | tail -n 1)
     say "(a) $(fmt3 "$T_SECS") s, peak RSS $(mb "$T_KB") MB${a_jobs:+, $a_jobs tenants at once}"
     check_copies "(a)" "$SHARED_V2" "$SUFFIX_A" "$CMD_A"
 
@@ -329,17 +331,19 @@ run_b() {
     start=$(now)
     for s in "${SOURCES[@]}"; do
         tool_timed "(b) $s" "$work/b_one.log" copy-into-new-schema "$s" "$s$SUFFIX_B" --jobs 1
-        [[ $s == "$SHARED" ]] && CMD_B=$LAST_SHOW
+        if [[ $s == "$SHARED" ]]; then
+            CMD_B=$LAST_SHOW
+        fi
         CMD_B_TENANT=$LAST_SHOW
         rss=$(max "$T_KB" "$rss")
         cat "$work/b_one.log" >>"$work/b.log"
+        warnings "$work/b_one.log" >>"$work/b_warnings"
     done
     T_SECS=$(elapsed "$start" "$(now)")
     b_times+=("$T_SECS")
     rss_b=$(max "$rss" "$rss_b")
-    cat "$work/b.log" >>"$work/b_all.log"
     say "(b) $(fmt3 "$T_SECS") s for ${#SOURCES[@]} processes, highest peak RSS $(mb "$rss") MB"
-    say "(b) last copy: $(head -n 1 "$work/b_one.log")"
+    say "(b) last copy: $(grep -m 1 '^copied schema' "$work/b_one.log" || tail -n 1 "$work/b_one.log")"
     check_copies "(b)" "$SHARED$SUFFIX_B" "$SUFFIX_B"
     start=$(now)
     drop_seq
@@ -347,8 +351,8 @@ run_b() {
 }
 
 a_times=() b_times=() a_abort=() rss_a=0 rss_b=0 a_jobs=""
-: >"$work/a_all.log"
-: >"$work/b_all.log"
+: >"$work/a_warnings"
+: >"$work/b_warnings"
 for ((run = 1; run <= RUNS; run++)); do
     # Alternate which goes first, so that neither always finds the other's
     # leftovers (dead catalog rows, dirty buffers, a cold cache).
@@ -373,12 +377,14 @@ med=""
 ((RUNS > 1)) && med=" (median of $RUNS)"
 # runs_note X...: the repetitions, when there are several.
 runs_note() { if (($# > 1)); then printf '  [%s]' "$(all "$@")"; fi; }
-# The tool's distinct warnings, with how often they came, per step.
-warn_a=$(warnings "$work/a_all.log" | sort | uniq -c | sort -rn)
-warn_b=$(warnings "$work/b_all.log" | sort | uniq -c | sort -rn)
-cap_note=""
-if [[ -n $a_jobs && $a_jobs != "$JOBS" && $TENANTS -ge $JOBS ]]; then
-    cap_note=" (the tool moved $a_jobs at once)"
+# The tool's distinct warnings, with the number of processes that printed
+# them, per step.
+warn_a=$(sort "$work/a_warnings" | uniq -c | sort -rn | sed 's/^ */      /')
+warn_b=$(sort "$work/b_warnings" | uniq -c | sort -rn | sed 's/^ */      /')
+# When the tool capped --jobs (its warning says why), or had fewer tenants.
+a_note="clone"
+if [[ -n $a_jobs && $a_jobs != "$JOBS" ]]; then
+    a_note="clone, $a_jobs at once"
 fi
 
 {
@@ -393,23 +399,23 @@ fi
     printf '           %s rows in %s tables, %s with indexes; set up in %s s (seeding %s s)\n' \
         "$total_rows" "$n_tables" "$all_pretty" "$(fmt3 "$t_setup")" "$(fmt3 "$t_seed")"
     echo
-    printf '%-66s %8s s  %4s MB/s  peak RSS %s MB%s\n' "(a) tenantmig migrate-to $VERSION --jobs $JOBS (clone)$med" \
+    printf '%-72s %8s s  %4s MB/s  peak RSS %s MB%s\n' "(a) tenantmig migrate-to $VERSION --jobs $JOBS ($a_note)$med" \
         "$(fmt3 "$med_a")" "$(mbps "$med_a")" "$(mb "$rss_a")" "$(runs_note "${a_times[@]}")"
-    printf '%-66s %8s s  %4s MB/s  peak RSS %s MB%s\n' "(b) copy-into-new-schema --jobs 1, ${#SOURCES[@]} schemas one by one$med" \
+    printf '%-72s %8s s  %4s MB/s  peak RSS %s MB%s\n' "(b) copy-into-new-schema --jobs 1, ${#SOURCES[@]} schemas one by one$med" \
         "$(fmt3 "$med_b")" "$(mbps "$med_b")" "$(mb "$rss_b")" "$(runs_note "${b_times[@]}")"
-    printf '%-66s %8s\n' "    a/b" "$r_ab"
-    printf '%-66s %8s s%s\n' "    migrate-to $VERSION --abort --yes after (a) (info)$med" \
+    printf '%-72s %8s\n' "    a/b" "$r_ab"
+    printf '%-72s %8s s%s\n' "    migrate-to $VERSION --abort --yes after (a) (info)$med" \
         "$(fmt3 "$med_abort")" "$(runs_note "${a_abort[@]}")"
     echo
     echo "targets"
-    printf '  %-56s %8s  %s\n' "a/b < 1.00 (migrate-to --jobs $JOBS vs one by one)$cap_note" "$r_ab" "$(verdict "$ok_ab")"
+    printf '  %-56s %8s  %s\n' "a/b < 1.00 (migrate-to --jobs $JOBS vs one by one)" "$r_ab" "$(verdict "$ok_ab")"
     echo
-    echo "warnings printed by tenantmig (count, text):"
+    echo "warnings printed by tenantmig (processes that printed it, text):"
     if [[ -z $warn_a && -z $warn_b ]]; then
         echo "  none"
     else
-        [[ -n $warn_a ]] && { echo "  (a) migrate-to, over $RUNS run(s):"; sed 's/^ */      /' <<<"$warn_a"; }
-        [[ -n $warn_b ]] && { echo "  (b) copy-into-new-schema, over $RUNS run(s):"; sed 's/^ */      /' <<<"$warn_b"; }
+        [[ -n $warn_a ]] && { echo "  (a) migrate-to, $RUNS process(es):"; echo "$warn_a"; }
+        [[ -n $warn_b ]] && { echo "  (b) copy-into-new-schema, $((RUNS * ${#SOURCES[@]})) processes:"; echo "$warn_b"; }
     fi
     echo
     echo "checks: public_v2 and every <tenant>_v2 of (a), public_seq and every <tenant>_seq of (b)"
@@ -420,7 +426,7 @@ fi
     else
         echo "reproduce (after a run with KEEP=1, which keeps the database at"
     fi
-    echo "v1 and the config $CFG${KEEP:+}; run from the repository's top folder):"
+    echo "v1 and the config $CFG; run from the repository's top folder):"
     [[ $KEEP == 1 ]] || echo "  (without KEEP=1 the config is a temporary file, removed on exit)"
     echo "  (a) $CMD_A"
     echo "      $CMD_ABORT"
