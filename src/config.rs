@@ -205,6 +205,14 @@ impl VersionSettings {
                         "key tenant_migrations needs tenant_schema: without it tenants are consolidated into the shared schema, whose tables come from shared_migrations".into(),
                     ));
                 }
+                if self.tenant_schema.is_none()
+                    && self.tenant_moves.is_some()
+                    && self.tenant_column.is_none()
+                {
+                    return Err(bad(
+                        "tenants are consolidated into the shared schema (no tenant_schema): set tenant_column to the column that holds the tenant's id, so each tenant's rows can be counted".into(),
+                    ));
+                }
                 if self.shared_migrations.is_none() {
                     return Err(bad(
                         "strategy reshape builds the new schema from its own migrations: set shared_migrations".into(),
@@ -574,6 +582,10 @@ mod tests {
             (
                 "[versions.v2]\nstrategy = \"reshape\"\nshared_schema = \"a\"\n",
                 "shared_migrations",
+            ),
+            (
+                "[versions.v2]\nstrategy = \"reshape\"\nshared_schema = \"a\"\nshared_migrations = \"m\"\ntenant_moves = \"t\"\n",
+                "tenant_column",
             ),
             (
                 "[versions.v2]\nstrategy = \"clone\"\nshared_schema = \"a\"\ntenant_schema = \"{schema}_x\"\ntenant_moves = \"m\"\n",

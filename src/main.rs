@@ -981,7 +981,7 @@ async fn snapshot_command(
                     jobs,
                     &args_for_ledger(),
                     ctrl_c_saying(
-                        "interrupted: finishing the copies in flight, starting no new one",
+                        "interrupted: stopping the copies in flight (dropping what they built) and starting no new one",
                     ),
                 )
                 .await;
@@ -1028,11 +1028,17 @@ async fn snapshot_command(
             let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
             let snaps = engine.snapshot_prune_plan(*older_than).await?;
             if snaps.is_empty() {
-                writeln!(
-                    stdout,
-                    "no snapshot is older than {}; nothing to prune",
-                    humantime::format_duration(*older_than)
-                )?;
+                match g.format {
+                    Format::Json => output::json_line(
+                        stdout,
+                        &serde_json::json!({ "snapshots": [], "dropped": false }),
+                    )?,
+                    Format::Human => writeln!(
+                        stdout,
+                        "no snapshot is older than {}; nothing to prune",
+                        humantime::format_duration(*older_than)
+                    )?,
+                }
                 return Ok(0);
             }
             match g.format {

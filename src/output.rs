@@ -239,6 +239,9 @@ impl EventSink for HumanEvents {
                 // shared schema's, which come one at a time, as lines.
                 if phase == Phase::Shared {
                     let rows = match (rows_read, rows_written) {
+                        (Some(r), Some(w)) if step == "check" => {
+                            format!(", {r} rows counted in the source, {w} in the target")
+                        }
                         (Some(r), Some(w)) => format!(", {r} rows read, {w} written"),
                         (None, Some(w)) => format!(", {w} rows written"),
                         _ => String::new(),
@@ -1066,7 +1069,16 @@ pub fn move_report_human(w: &mut dyn Write, r: &crate::moves::MoveReport) -> io:
         .iter()
         .filter(|o| o.state == OutcomeState::Succeeded)
         .count();
-    let failed = r.tenants.iter().filter(|o| o.state.is_failure()).count();
+    let failed = r
+        .tenants
+        .iter()
+        .filter(|o| matches!(o.state, OutcomeState::Failed | OutcomeState::Stopped))
+        .count();
+    let refused = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Refused)
+        .count();
     let rows: i64 = r
         .shared
         .iter()
@@ -1077,7 +1089,7 @@ pub fn move_report_human(w: &mut dyn Write, r: &crate::moves::MoveReport) -> io:
         .sum();
     writeln!(
         w,
-        "move to {} ({}){}: shared {}; {} moved, {} failed{}, {} already moved; {} rows written; {}",
+        "move to {} ({}){}: shared {}; {} moved, {} failed, {refused} refused{}, {} already moved; {} rows written; {}",
         r.version,
         r.strategy.as_str(),
         r.run_id.map(|i| format!(", run {i}")).unwrap_or_default(),

@@ -488,11 +488,13 @@ async fn clone_copies_every_schema_applies_the_new_migrations_then_cuts_over_and
     pool: PgPool,
 ) {
     build_v1(&pool).await;
-    // A reference into the shared schema, which a clone keeps: warned.
+    // References into the shared schema, which a clone keeps: warned.
     exec(
         &pool,
         "ALTER TABLE tenant_a.workflows ADD CONSTRAINT workflows_created_by_fkey \
-         FOREIGN KEY (created_by) REFERENCES public.users (id)",
+         FOREIGN KEY (created_by) REFERENCES public.users (id); \
+         CREATE VIEW tenant_b.workflow_authors AS SELECT w.id, u.email \
+         FROM tenant_b.workflows w JOIN public.users u ON u.id = w.created_by",
     )
     .await;
     let extra = clone_extra();
@@ -516,7 +518,13 @@ async fn clone_copies_every_schema_applies_the_new_migrations_then_cuts_over_and
         "{warned:?}"
     );
     assert!(
-        !warned.iter().any(|w| w.starts_with("tenant_b_v2")),
+        warned
+            .iter()
+            .any(|w| w.starts_with("tenant_b_v2: workflow_authors refer(s)")),
+        "{warned:?}"
+    );
+    assert!(
+        !warned.iter().any(|w| w.starts_with("tenant_c_v2")),
         "{warned:?}"
     );
     assert_eq!(r.strategy, Strategy::Clone);

@@ -1712,7 +1712,9 @@ async fn warn_shared_references(cx: &MoveCtx, conn: &mut PgConnection, m: &Schem
     // language=SQL
     let refs: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT c.relname::text FROM pg_catalog.pg_depend d \
-         JOIN pg_catalog.pg_class c ON c.oid = d.objid OR c.oid = (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) \
+         JOIN pg_catalog.pg_class c ON c.oid = CASE d.classid \
+              WHEN 'pg_catalog.pg_constraint'::regclass THEN (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) \
+              ELSE (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid) END \
          JOIN pg_catalog.pg_class r ON r.oid = d.refobjid \
          WHERE d.refclassid = 'pg_catalog.pg_class'::regclass \
            AND d.classid IN ('pg_catalog.pg_constraint'::regclass, 'pg_catalog.pg_rewrite'::regclass) \
