@@ -7,7 +7,8 @@
 # The integration tests use #[sqlx::test], which creates one database per
 # test from DATABASE_URL and drops it afterwards.
 #
-# Steps: example migrations checked with plain psql, cargo fmt --check,
+# Steps: example migrations and the worked example of a version move
+# (examples/v2) checked with plain psql, cargo fmt --check,
 # cargo clippy -D warnings, cargo test (all targets), cargo test --doc.
 set -euo pipefail
 
@@ -37,6 +38,9 @@ export DATABASE_URL
 step "example migrations (plain psql, shared/ + tenant/ and scripts/bench/light/)"
 bash scripts/check-migrations.sh shared tenant
 bash scripts/check-migrations.sh - scripts/bench/light
+
+step "the worked example of a version move (plain psql, examples/v2)"
+bash scripts/check-example-v2.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
