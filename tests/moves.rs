@@ -760,6 +760,11 @@ async fn bad_input_is_refused_before_anything_changes(pool: PgPool) {
         consolidated_counts(&pool, "tenant_c", "workflows").await.1,
         0
     );
+    // The command exits 1 while a tenant is refused, naming it.
+    cmd(&["migrate-to", "v2"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("REFUSED tenant_c -> app_v2"));
     // A target name taken by a schema the move did not make is refused.
     exec(&pool, "CREATE SCHEMA app_v3").await;
     let dir = tempfile::tempdir().unwrap();
