@@ -23,6 +23,7 @@
 //! ```
 //!
 //! # Layout
+//! - [`authoring`]: `new` (the next version, the file or pair).
 //! - [`migration`]: migration files and sets (plain data, checksums, statement splitting).
 //! - [`state`]: a schema's state from its history rows (a pure function).
 //! - [`config`]: settings from `tenantmig.toml`, `TENANTMIG_*` and flags.
@@ -40,6 +41,7 @@
 //! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
 //! - [`output`]: human and JSON printers of events and reports.
 
+pub mod authoring;
 pub mod config;
 pub mod copy;
 mod db;

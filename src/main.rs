@@ -81,6 +81,12 @@ enum Command {
     Tenant(TenantCommand),
     /// Move to a declared version ([versions.NAME]): build its schemas beside the current ones, fill and check them. `migrate-to-NAME` is the same command.
     MigrateTo(MigrateToArgs),
+    /// Write a new, empty migration file with the next version (sequential or timestamp, as the folder does).
+    New(NewArgs),
+    /// List the migrations of a set, in order, with their checksums and which are reversible.
+    History(HistoryArgs),
+    /// Print the SQL of one migration (or its .down.sql with --down).
+    Show(ShowArgs),
     /// Rollback points: copies of schemas under dated names, restored by renaming.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -112,6 +118,41 @@ struct MigrateToArgs {
     /// Confirm --abort.
     #[arg(long, requires = "abort")]
     yes: bool,
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The set the migration belongs to.
+    #[arg(value_enum)]
+    set: ApplySet,
+    /// What the migration does, in words (becomes the file name: "add tags" -> 0010_add_tags.sql).
+    #[arg(required = true, num_args = 1..)]
+    description: Vec<String>,
+    /// Write an .up.sql/.down.sql pair, so `rollback` can undo it.
+    #[arg(long)]
+    reversible: bool,
+    /// How to number it: as the folder does (auto), the last version + 1, or the UTC time.
+    #[arg(long, value_enum, default_value_t = tenantmig::authoring::VersionStyle::Auto)]
+    style: tenantmig::authoring::VersionStyle,
+}
+
+#[derive(Debug, Args)]
+struct HistoryArgs {
+    /// Only this set [default: both].
+    #[arg(value_enum)]
+    set: Option<ApplySet>,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The migration's version (e.g. 9 or 0009).
+    version: i64,
+    /// Print the .down.sql instead.
+    #[arg(long)]
+    down: bool,
+    /// The set to look in [default: tenant, then shared].
+    #[arg(long, value_enum)]
+    set: Option<ApplySet>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,7 +198,7 @@ struct CutoverArgs {
     dry_run: bool,
 }
 
-/// Which migration set `create-schema --apply` runs.
+/// A migration set: the shared or the tenant migrations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ApplySet {
     /// The shared migrations (a new version's shared schema).
@@ -833,6 +874,115 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::MigrateTo(a) => migrate_to_command(a, g, stdout).await,
+        Command::New(a) => {
+            let s = settings(g)?;
+            let dir = match a.set {
+                ApplySet::Shared => &s.shared_migrations,
+                ApplySet::Tenant => &s.tenant_migrations,
+            };
+            let files = tenantmig::authoring::new_migration(
+                dir,
+                &a.description.join(" "),
+                a.reversible,
+                a.style,
+                chrono::Utc::now(),
+            )?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &files)?,
+                Format::Human => {
+                    for f in &files {
+                        writeln!(stdout, "created {}", f.display())?;
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::History(a) => {
+            let s = settings(g)?;
+            let mut sets = Vec::new();
+            for (set, name, dir) in [
+                (ApplySet::Shared, "shared", &s.shared_migrations),
+                (ApplySet::Tenant, "tenant", &s.tenant_migrations),
+            ] {
+                if a.set.is_none_or(|x| x == set) {
+                    sets.push((name, tenantmig::MigrationSet::load(dir)?));
+                }
+            }
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &sets
+                        .iter()
+                        .map(|(name, set)| output::history_json(name, set))
+                        .collect::<Vec<_>>(),
+                )?,
+                Format::Human => {
+                    for (name, set) in &sets {
+                        output::history_human(stdout, name, set)?;
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Show(a) => {
+            let s = settings(g)?;
+            let mut found = None;
+            for (set, dir) in [
+                (ApplySet::Tenant, &s.tenant_migrations),
+                (ApplySet::Shared, &s.shared_migrations),
+            ] {
+                if a.set.is_some_and(|x| x != set) || (a.set.is_none() && !dir.is_dir()) {
+                    continue;
+                }
+                let loaded = tenantmig::MigrationSet::load(dir)?;
+                if let Some(i) = loaded.index_of(a.version) {
+                    found = Some(loaded.migrations[i].clone());
+                    break;
+                }
+            }
+            let Some(m) = found else {
+                return Err(Error::Usage {
+                    message: format!(
+                        "no migration has version {} (see tenantmig history)",
+                        a.version
+                    ),
+                }
+                .into());
+            };
+            let sql = if a.down {
+                m.down_sql.clone().ok_or_else(|| Error::Usage {
+                    message: format!(
+                        "{} is not reversible: it has no .down.sql file",
+                        m.path.display()
+                    ),
+                })?
+            } else {
+                m.sql.clone()
+            };
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &serde_json::json!({
+                        "version": m.version, "description": m.description,
+                        "path": m.path, "down": a.down, "sql": sql,
+                    }),
+                )?,
+                Format::Human => {
+                    let path = m.path.display().to_string();
+                    let path = if a.down {
+                        path.replace(".up.sql", ".down.sql")
+                    } else {
+                        path
+                    };
+                    writeln!(stdout, "-- {path}")?;
+                    write!(stdout, "{sql}")?;
+                    if !sql.ends_with('\n') {
+                        writeln!(stdout)?;
+                    }
+                }
+            }
+            Ok(0)
+        }
         Command::Snapshot(c) => snapshot_command(c, g, stdout).await,
         Command::Cutover(a) => {
             let engine = Engine::new(settings(g)?, &Selection::all(), Arc::new(NoEvents))?;

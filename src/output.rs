@@ -1279,6 +1279,66 @@ pub fn restore_human(
     Ok(())
 }
 
+/// `history` as JSON: one object per set.
+pub fn history_json(name: &str, set: &MigrationSet) -> serde_json::Value {
+    serde_json::json!({
+        "set": name,
+        "dir": set.dir,
+        "migrations": set.migrations.iter().map(|m| serde_json::json!({
+            "version": m.version,
+            "description": m.description,
+            "checksum": hex::encode(&m.checksum),
+            "reversible": m.is_reversible(),
+            "no_transaction": m.no_tx,
+            "path": m.path,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `history` for people: the set's migrations in order.
+pub fn history_human(w: &mut dyn Write, name: &str, set: &MigrationSet) -> io::Result<()> {
+    writeln!(
+        w,
+        "{name} migrations ({}, {}):",
+        set.dir.display(),
+        set.len()
+    )?;
+    let width = set
+        .migrations
+        .iter()
+        .map(|m| m.description.len())
+        .max()
+        .unwrap_or(0)
+        .max("description".len());
+    writeln!(
+        w,
+        "  {:<vw$}  {:<width$}  {:<16}  flags",
+        "version",
+        "description",
+        "checksum",
+        vw = set.version_width.max(7)
+    )?;
+    for m in &set.migrations {
+        let mut flags = Vec::new();
+        if m.is_reversible() {
+            flags.push("reversible");
+        }
+        if m.no_tx {
+            flags.push("no-transaction");
+        }
+        writeln!(
+            w,
+            "  {:<vw$}  {:<width$}  {:<16}  {}",
+            set.fmt_version(m.version).to_string(),
+            m.description,
+            crate::migration::short_checksum(&m.checksum),
+            flags.join(", "),
+            vw = set.version_width.max(7)
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -449,3 +449,57 @@ async fn ctrl_c_finishes_in_flight_tenants_starts_no_new_one_and_exits_1(pool: P
         .assert()
         .success();
 }
+
+#[test]
+fn new_history_and_show_write_and_read_the_migration_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = dir.path().join("tenant");
+    std::fs::create_dir(&tenant).unwrap();
+    std::fs::write(
+        tenant.join("0001_create_a.sql"),
+        "CREATE TABLE a (id int);\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = cli("postgres://unused/none", dir.path());
+        c.args(args);
+        c
+    };
+    run(&["new", "tenant", "Add", "tags!", "--reversible"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0002_add_tags.up.sql"))
+        .stdout(predicate::str::contains("0002_add_tags.down.sql"));
+    std::fs::write(
+        tenant.join("0002_add_tags.up.sql"),
+        "CREATE TABLE tags (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(tenant.join("0002_add_tags.down.sql"), "DROP TABLE tags;\n").unwrap();
+    run(&["new", "tenant", "backfill"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0003_backfill.sql"));
+    run(&["history", "tenant"])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"0002\s+add tags\s+[0-9a-f]{16}\s+reversible").unwrap())
+        .stdout(predicate::str::contains("0003     backfill"));
+    run(&["show", "2", "--down"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0002_add_tags.down.sql"))
+        .stdout(predicate::str::contains("DROP TABLE tags;"));
+    run(&["show", "1", "--down"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not reversible"));
+    run(&["show", "7"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no migration has version 7"));
+    run(&["new", "tenant", "--", "--"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no letters or digits"));
+}
