@@ -498,12 +498,7 @@ impl Engine {
         };
         let status = self.status_with(conn, &selection).await?;
         let control_exists = crate::ledger::ledger_exists(conn, &s.control_schema).await?;
-        let (done, created, cut) = if control_exists
-            && db::schema_exists(conn, &s.control_schema)
-                .await
-                .map_err(Error::db("looking up the control schema"))?
-            && self.has_move_tables(conn).await?
-        {
+        let (done, created, cut) = if control_exists && self.has_move_tables(conn).await? {
             let c = &s.control_schema;
             (
                 store::steps(conn, c, version)
@@ -1577,21 +1572,7 @@ async fn run_step(
     let l = &cx.loaded;
     match step {
         COPY => {
-            let done = store::checkpoint_sql(
-                &cx.control,
-                &Checkpoint {
-                    version: &cx.version,
-                    source: &m.source,
-                    step,
-                    target: &m.target,
-                    state: "done",
-                    run_id: Some(cx.run_id),
-                    rows_read: None,
-                    rows_written: None,
-                    error: None,
-                    duration_ms: None,
-                },
-            );
+            let done = done_sql(cx, m, step, (None, None));
             let made = store::created_sql(&cx.control, &cx.version, &m.target, &m.source);
             let jobs = if m.phase == Phase::Shared {
                 cx.copy_jobs
@@ -1641,21 +1622,7 @@ async fn run_step(
                 "CREATE SCHEMA {}; {}; {}",
                 quote_ident(&m.target),
                 store::created_sql(&cx.control, &cx.version, &m.target, &m.source),
-                store::checkpoint_sql(
-                    &cx.control,
-                    &Checkpoint {
-                        version: &cx.version,
-                        source: &m.source,
-                        step,
-                        target: &m.target,
-                        state: "done",
-                        run_id: Some(cx.run_id),
-                        rows_read: None,
-                        rows_written: None,
-                        error: None,
-                        duration_ms: None,
-                    }
-                )
+                done_sql(cx, m, step, (None, None))
             );
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await {
                 let _ = tx.rollback().await;
@@ -1740,6 +1707,26 @@ async fn warn_shared_references(cx: &MoveCtx, conn: &mut PgConnection, m: &Schem
     }
 }
 
+/// The statement that records `step` of `m` as done, for the transaction
+/// that does the step's work.
+fn done_sql(cx: &MoveCtx, m: &SchemaMove, step: &str, rows: (Option<i64>, Option<i64>)) -> String {
+    store::checkpoint_sql(
+        &cx.control,
+        &Checkpoint {
+            version: &cx.version,
+            source: &m.source,
+            step,
+            target: &m.target,
+            state: "done",
+            run_id: Some(cx.run_id),
+            rows_read: rows.0,
+            rows_written: rows.1,
+            error: None,
+            duration_ms: None,
+        },
+    )
+}
+
 /// Runs one data-move file in one transaction (REPEATABLE READ, so the
 /// expected count and the rows moved see the same data) with its
 /// checkpoint.
@@ -1819,21 +1806,7 @@ async fn data_move(
                 "{file} wrote {written} rows but its expect-rows query counts {n}; nothing of this step was kept"
             ));
         }
-        let done = store::checkpoint_sql(
-            &cx.control,
-            &Checkpoint {
-                version: &cx.version,
-                source: &m.source,
-                step: &dm.step,
-                target: &m.target,
-                state: "done",
-                run_id: Some(cx.run_id),
-                rows_read: expected,
-                rows_written: Some(written),
-                error: None,
-                duration_ms: None,
-            },
-        );
+        let done = done_sql(cx, m, &dm.step, (expected, Some(written)));
         sqlx::raw_sql(AssertSqlSafe(done))
             .execute(&mut *tx)
             .await
