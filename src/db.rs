@@ -313,6 +313,48 @@ pub async fn mark_success(
     Ok(())
 }
 
+/// Removes a version's history row (its migration was reverted).
+pub async fn delete_history(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "DELETE FROM {} WHERE version = $1",
+        qualified(schema, table)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a version's row as not succeeded, before a `-- no-transaction`
+/// down file runs: a failure or a kill then leaves the schema refused until
+/// a repair.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "UPDATE {} SET success = FALSE WHERE version = $1",
+        qualified(schema, table)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Deletes the failed (success = false) rows of a schema's history.
 pub async fn delete_failed_rows(
     conn: &mut PgConnection,

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
 use crate::ledger::{self, Ledger, LedgerSender, Record, RunTotals};
 use crate::migration::{Migration, MigrationSet, split_statements};
-use crate::state::{SchemaState, SchemaStatus};
+use crate::state::{Goal, SchemaState, SchemaStatus};
 use crate::tenants::{self, TenantList};
 
 /// Above this many schemas, histories are read over several connections.
@@ -60,6 +60,8 @@ pub struct MigrateOptions {
     pub canary: usize,
     /// Only plan.
     pub dry_run: bool,
+    /// Where each schema goes: head, a target version, or back.
+    pub goal: Goal,
     /// The command line, recorded in the ledger.
     pub args: Vec<String>,
 }
@@ -77,6 +79,9 @@ pub struct StatusReport {
     pub shared_head: Option<i64>,
     /// Highest version of the tenant set.
     pub tenant_head: Option<i64>,
+    /// What the plan is for: each schema's `pending` lists the versions
+    /// this goal runs there (to revert, newest first, for a rollback).
+    pub goal: Goal,
 }
 
 impl StatusReport {
@@ -102,7 +107,9 @@ impl StatusReport {
     pub fn plan_groups(&self) -> Vec<(Vec<i64>, Vec<&str>)> {
         let mut m: BTreeMap<Vec<i64>, Vec<&str>> = BTreeMap::new();
         for t in &self.tenants {
-            if matches!(t.state, SchemaState::Behind | SchemaState::Missing) {
+            let work = t.state == SchemaState::Behind
+                || (t.state == SchemaState::Missing && !t.pending.is_empty());
+            if work {
                 m.entry(t.pending.clone()).or_default().push(&t.schema);
             }
         }
@@ -119,6 +126,8 @@ pub struct RunReport {
     pub run_id: Option<i64>,
     /// True when nothing was changed because `--dry-run` was given.
     pub dry_run: bool,
+    /// Where the run took each schema (forward or back).
+    pub goal: Goal,
     /// The plan the run started from (left out of the JSON summary, which
     /// would otherwise repeat every tenant; `status --format json` has it).
     #[serde(skip)]
@@ -274,6 +283,7 @@ impl Engine {
             source: None,
             shared_head: self.shared_set.head(),
             tenant_head: self.tenant_set.head(),
+            goal: Goal::Head,
         };
         if selection.shared {
             let exists = db::existing_schemas(
@@ -433,7 +443,122 @@ impl Engine {
 
     /// The plan of a migrate run, without changing anything.
     pub async fn plan(&self, selection: &Selection) -> Result<StatusReport> {
-        self.status(selection).await
+        self.plan_for(selection, Goal::Head).await
+    }
+
+    /// The plan of a run towards `goal`: each schema's `pending` holds the
+    /// versions it would run, in order. A rollback that needs a missing
+    /// `.down.sql` is refused here, naming the versions.
+    pub async fn plan_for(&self, selection: &Selection, goal: Goal) -> Result<StatusReport> {
+        self.check_goal(goal)?;
+        let mut conn = self.connection().await?;
+        let mut plan = self.status_with(&mut conn, selection).await?;
+        self.aim(&mut plan, goal)?;
+        Ok(plan)
+    }
+
+    /// Refuses a target version that no selected set has (a typo would
+    /// otherwise run everything, or nothing).
+    fn check_goal(&self, goal: Goal) -> Result<()> {
+        let version = match goal {
+            Goal::Head
+            | Goal::Revert {
+                target: Some(0), ..
+            } => return Ok(()),
+            Goal::Revert {
+                target: None,
+                steps,
+            } => {
+                return if steps == Some(0) {
+                    Err(Error::Usage {
+                        message: "--steps must be at least 1".into(),
+                    })
+                } else {
+                    Ok(())
+                };
+            }
+            Goal::UpTo { version }
+            | Goal::Revert {
+                target: Some(version),
+                ..
+            } => version,
+        };
+        let sets = [&self.shared_set, &self.tenant_set];
+        if sets.iter().any(|set| set.index_of(version).is_some()) {
+            return Ok(());
+        }
+        let heads: Vec<String> = [("shared", &self.shared_set), ("tenant", &self.tenant_set)]
+            .iter()
+            .filter_map(|(name, set)| {
+                set.head()
+                    .map(|h| format!("{name} head {}", set.fmt_version(h)))
+            })
+            .collect();
+        Err(Error::Usage {
+            message: format!(
+                "--target {version} is not a version of the selected migration sets ({}); `tenantmig history` lists them{}",
+                if heads.is_empty() {
+                    "both are empty".to_string()
+                } else {
+                    heads.join(", ")
+                },
+                if goal.is_revert() {
+                    ", and --target 0 undoes everything"
+                } else {
+                    ""
+                }
+            ),
+        })
+    }
+
+    /// Applies `goal` to every schema of a plan and, for a rollback, checks
+    /// that every version to undo has a `.down.sql`.
+    fn aim(&self, plan: &mut StatusReport, goal: Goal) -> Result<()> {
+        plan.goal = goal;
+        if let Some(st) = plan.shared.as_mut() {
+            goal.apply(st, &self.shared_set);
+        }
+        for st in &mut plan.tenants {
+            goal.apply(st, &self.tenant_set);
+        }
+        if !goal.is_revert() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let shared = plan
+            .shared
+            .iter()
+            .map(|st| (st, &self.shared_set, "shared"));
+        let tenants = plan
+            .tenants
+            .iter()
+            .map(|st| (st, &self.tenant_set, "tenant"));
+        let mut seen = std::collections::BTreeSet::new();
+        for (st, set, name) in shared.chain(tenants) {
+            for v in &st.pending {
+                if let Some(i) = set.index_of(*v)
+                    && !set.migrations[i].is_reversible()
+                    && seen.insert((name, *v))
+                {
+                    missing.push(format!(
+                        "{name} {} ({})",
+                        set.fmt_version(*v),
+                        set.migrations[i].path.display()
+                    ));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Usage {
+            message: format!(
+                "cannot roll back: {} ha{} no .down.sql; nothing was changed. Write the down files (a reversible migration is a <version>_<description>.up.sql/.down.sql pair), or choose a --target above {}",
+                missing.join(", "),
+                if missing.len() == 1 { "s" } else { "ve" },
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        })
     }
 
     /// Migrates: the shared schema first, then every tenant with work.
@@ -447,13 +572,16 @@ impl Engine {
     ) -> Result<RunReport> {
         let started = Instant::now();
         let s = &self.settings;
+        self.check_goal(opts.goal)?;
         let mut control = self.connection().await?;
         // Read-only first: a bad tenant query or an unreadable catalog stops
         // the command before anything (even the control schema) is created.
-        let plan = self.status_with(&mut control, &opts.selection).await?;
+        let mut plan = self.status_with(&mut control, &opts.selection).await?;
+        self.aim(&mut plan, opts.goal)?;
         let mut report = RunReport {
             run_id: None,
             dry_run: opts.dry_run,
+            goal: opts.goal,
             tenants_selected: plan.tenants.len(),
             plan,
             shared: None,
@@ -481,7 +609,7 @@ impl Engine {
         let led = Ledger::start(
             control,
             &s.control_schema,
-            "migrate",
+            opts.goal.command(),
             &opts.args,
             started.elapsed(),
         )
@@ -495,9 +623,60 @@ impl Engine {
             self.sink.clone(),
             led.sender(),
             shutdown,
+            opts.goal,
         );
 
-        // Shared phase: completes before any tenant starts; a failure stops the run.
+        if opts.goal.is_revert() {
+            // Backwards: tenants first (their objects may depend on the
+            // shared schema's), and the shared schema only when every
+            // tenant got there.
+            self.tenant_phase(&cx, &mut report, 0, true, (free, max))
+                .await;
+            let tenants_ok = report.failures().next().is_none()
+                && report.not_reached.is_empty()
+                && !cx.stopped();
+            if tenants_ok {
+                self.shared_phase(&cx, &mut report).await;
+            } else if let Some(st) = &report.plan.shared
+                && !st.pending.is_empty()
+            {
+                report.not_reached.push(st.schema.clone());
+            }
+        } else {
+            // The shared phase completes before any tenant starts; a
+            // failure stops the run.
+            let shared_ok = self.shared_phase(&cx, &mut report).await;
+            self.tenant_phase(&cx, &mut report, opts.canary, shared_ok, (free, max))
+                .await;
+        }
+        report.stopped = *cx.stop_reason.lock().expect("stop reason lock");
+        report.duration_ms = started.elapsed().as_millis() as u64;
+
+        let failed = report.failures().count() as i64;
+        let totals = RunTotals {
+            total: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64,
+            ok: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64
+                - failed
+                - report.not_reached.len() as i64,
+            failed,
+            skipped: report.not_reached.len() as i64,
+        };
+        let outcome = if report.stopped == Some(StopReason::Shutdown) {
+            "stopped"
+        } else if report.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        drop(cx);
+        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
+            .await?;
+        Ok(report)
+    }
+
+    /// Runs the shared schema's work, if any. False when it failed or was
+    /// refused (the run is halted then).
+    async fn shared_phase(&self, cx: &Arc<RunCtx>, report: &mut RunReport) -> bool {
         let mut shared_ok = true;
         if let Some(st) = report.plan.shared.clone() {
             let outcome = if st.state.is_refused() {
@@ -534,8 +713,22 @@ impl Engine {
                 cx.halt(StopReason::SharedFailed);
             }
         }
+        shared_ok
+    }
 
-        // Tenant phase.
+    /// Runs the tenants' work from one queue, canaries first; with
+    /// `go = false` (the shared schema failed) the tenants with work are
+    /// only reported as not reached.
+    /// `connections` is the server's (free, max_connections) at the start.
+    async fn tenant_phase(
+        &self,
+        cx: &Arc<RunCtx>,
+        report: &mut RunReport,
+        canary: usize,
+        go: bool,
+        connections: (i64, i64),
+    ) {
+        let s = &self.settings;
         let mut work: Vec<String> = Vec::new();
         for t in &report.plan.tenants {
             if t.state.is_refused() {
@@ -543,12 +736,15 @@ impl Engine {
                 cx.record_finished(&o);
                 self.sink.emit(Event::SchemaFinished { outcome: o.clone() });
                 report.tenants.push(o);
-            } else if matches!(t.state, SchemaState::Behind | SchemaState::Missing) {
+            } else if t.state == SchemaState::Behind
+                || (t.state == SchemaState::Missing && !cx.goal.is_revert())
+            {
                 work.push(t.schema.clone());
             }
         }
-        if shared_ok && !work.is_empty() && !cx.stopped() {
+        if go && !work.is_empty() && !cx.stopped() {
             // One connection is kept spare; at least one worker always tries.
+            let (free, max) = connections;
             let cap = (free - 1).max(1) as usize;
             let mut jobs = s.jobs.min(work.len());
             if jobs > cap {
@@ -560,7 +756,7 @@ impl Engine {
                 });
                 jobs = cap;
             }
-            let (canaries, rest) = work.split_at(opts.canary.min(work.len()));
+            let (canaries, rest) = work.split_at(canary.min(work.len()));
             self.sink.emit(Event::PhaseStarted {
                 phase: Phase::Tenant,
                 schemas: work.len(),
@@ -600,29 +796,6 @@ impl Engine {
         } else if !work.is_empty() {
             report.not_reached.extend(work);
         }
-        report.stopped = *cx.stop_reason.lock().expect("stop reason lock");
-        report.duration_ms = started.elapsed().as_millis() as u64;
-
-        let failed = report.failures().count() as i64;
-        let totals = RunTotals {
-            total: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64,
-            ok: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64
-                - failed
-                - report.not_reached.len() as i64,
-            failed,
-            skipped: report.not_reached.len() as i64,
-        };
-        let outcome = if report.stopped == Some(StopReason::Shutdown) {
-            "stopped"
-        } else if report.is_success() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        drop(cx);
-        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await?;
-        Ok(report)
     }
 }
 
@@ -671,6 +844,8 @@ pub(crate) struct RunCtx {
     pub(crate) stop_reason: Mutex<Option<StopReason>>,
     /// Queues ledger records.
     pub(crate) records: LedgerSender,
+    /// Forward (to head or a target) or back.
+    pub(crate) goal: Goal,
 }
 
 impl RunCtx {
@@ -682,6 +857,7 @@ impl RunCtx {
         sink: Arc<dyn EventSink>,
         records: LedgerSender,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        goal: Goal,
     ) -> Arc<RunCtx> {
         let max_failures = settings.max_failures;
         let cx = Arc::new(RunCtx {
@@ -694,6 +870,7 @@ impl RunCtx {
             max_failures,
             stop_reason: Mutex::new(None),
             records,
+            goal,
         });
         // A weak reference: the run must not outlive its own end just
         // because nobody pressed Ctrl-C.
@@ -935,10 +1112,15 @@ async fn migrate_locked(
     out: &mut SchemaOutcome,
 ) -> Result<(), StepError> {
     let s = &cx.settings;
+    let revert = cx.goal.is_revert();
     if !db::schema_exists(conn, schema)
         .await
         .map_err(StepError::plain)?
     {
+        if revert {
+            out.state = OutcomeState::UpToDate;
+            return Ok(());
+        }
         if phase == Phase::Tenant && !s.create_missing_schemas {
             out.state = OutcomeState::Failed;
             out.error = Some(format!(
@@ -963,7 +1145,7 @@ async fn migrate_locked(
         .await
         .map_err(StepError::plain)?;
     // Read again under the lock: the bulk read may be stale by now.
-    let st = db::read_status(conn, schema, &s.history_table, set)
+    let mut st = db::read_status(conn, schema, &s.history_table, set)
         .await
         .map_err(StepError::plain)?;
     out.from_version = st.applied_version;
@@ -974,6 +1156,9 @@ async fn migrate_locked(
         out.error = r.error;
         return Ok(());
     }
+    // What stays applied as a rollback goes (for the outcome's to_version).
+    let mut remaining = crate::state::applied_versions(&st, set);
+    cx.goal.apply(&mut st, set);
     let pending: Vec<&Migration> = st
         .pending
         .iter()
@@ -983,7 +1168,17 @@ async fn migrate_locked(
         out.state = OutcomeState::UpToDate;
         return Ok(());
     }
-    for group in groups(&pending, s.transaction_mode) {
+    if revert && let Some(m) = pending.iter().find(|m| !m.is_reversible()) {
+        // The plan checked this; a run that applied more since may not.
+        out.state = OutcomeState::Refused;
+        out.error = Some(format!(
+            "migration {} has no .down.sql; nothing was reverted here",
+            set.fmt_version(m.version)
+        ));
+        return Ok(());
+    }
+    let is_no_tx = |m: &Migration| if revert { m.down_no_tx() } else { m.no_tx };
+    for group in groups(&pending, s.transaction_mode, is_no_tx) {
         if cx.shutdown.load(Ordering::SeqCst) {
             out.state = OutcomeState::Stopped;
             out.error = Some("interrupted before the next migration; rerun to finish".into());
@@ -993,18 +1188,16 @@ async fn migrate_locked(
         let applied = loop {
             attempt += 1;
             out.attempts = attempt;
-            let r = if group[0].no_tx {
-                apply_no_tx(conn, schema, &s.history_table, group[0]).await
-            } else {
-                apply_group(conn, schema, &s.history_table, &group).await
+            let no_tx = is_no_tx(group[0]);
+            let r = match (revert, no_tx) {
+                (false, true) => apply_no_tx(conn, schema, &s.history_table, group[0]).await,
+                (false, false) => apply_group(conn, schema, &s.history_table, &group).await,
+                (true, true) => revert_no_tx(conn, schema, &s.history_table, group[0]).await,
+                (true, false) => revert_group(conn, schema, &s.history_table, &group).await,
             };
             match r {
                 Ok(a) => break a,
-                Err(e)
-                    if is_lock_timeout(&e.source)
-                        && !group[0].no_tx
-                        && attempt <= s.lock_retries =>
-                {
+                Err(e) if is_lock_timeout(&e.source) && !no_tx && attempt <= s.lock_retries => {
                     let pause = s.retry_backoff * 2u32.saturating_pow(attempt - 1);
                     tracing::warn!(schema, attempt, "lock_timeout hit; retrying in {pause:?}");
                     tokio::time::sleep(pause).await;
@@ -1013,13 +1206,25 @@ async fn migrate_locked(
             }
         };
         for (v, d) in applied {
-            out.applied.push(v);
-            out.to_version = out.to_version.max(Some(v));
-            cx.sink.emit(Event::MigrationApplied {
-                schema: schema.to_string(),
-                version: v,
-                duration_ms: d.as_millis() as u64,
-            });
+            let (schema, duration_ms) = (schema.to_string(), d.as_millis() as u64);
+            if revert {
+                out.reverted.push(v);
+                remaining.retain(|r| *r != v);
+                out.to_version = remaining.last().copied();
+                cx.sink.emit(Event::MigrationReverted {
+                    schema,
+                    version: v,
+                    duration_ms,
+                });
+            } else {
+                out.applied.push(v);
+                out.to_version = out.to_version.max(Some(v));
+                cx.sink.emit(Event::MigrationApplied {
+                    schema,
+                    version: v,
+                    duration_ms,
+                });
+            }
         }
     }
     out.state = OutcomeState::Succeeded;
@@ -1029,12 +1234,18 @@ async fn migrate_locked(
 /// Splits pending migrations into units that each run in one go: a
 /// `-- no-transaction` file alone; transactional files one by one, or
 /// consecutive ones together with [`TransactionMode::PerSchema`].
-fn groups<'a>(pending: &[&'a Migration], mode: TransactionMode) -> Vec<Vec<&'a Migration>> {
+/// `no_tx` says which file counts (the up file, or the down file when
+/// reverting).
+fn groups<'a>(
+    pending: &[&'a Migration],
+    mode: TransactionMode,
+    no_tx: impl Fn(&Migration) -> bool,
+) -> Vec<Vec<&'a Migration>> {
     let mut out: Vec<Vec<&Migration>> = Vec::new();
     for m in pending {
         let join = mode == TransactionMode::PerSchema
-            && !m.no_tx
-            && out.last().is_some_and(|g| !g[0].no_tx);
+            && !no_tx(m)
+            && out.last().is_some_and(|g| !no_tx(g[0]));
         if join {
             out.last_mut().expect("last group").push(m);
         } else {
@@ -1119,6 +1330,75 @@ async fn apply_no_tx(
     Ok(vec![(m.version, took)])
 }
 
+/// Reverts transactional migrations in one transaction: each `.down.sql`
+/// and the removal of its history row commit together, so a migration is
+/// either still applied or fully undone.
+async fn revert_group(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    group: &[&Migration],
+) -> Result<Vec<(i64, Duration)>, StepError> {
+    let mut tx = conn.begin().await.map_err(StepError::plain)?;
+    let mut reverted = Vec::with_capacity(group.len());
+    for m in group {
+        let t0 = Instant::now();
+        let down = m.down_sql.as_deref().unwrap_or_default();
+        let r = match db::execute_script(&mut tx, down).await {
+            Ok(()) => db::delete_history(&mut tx, schema, table, m.version).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            let _ = tx.rollback().await;
+            return Err(StepError {
+                version: Some(m.version),
+                statement: None,
+                source: e,
+            });
+        }
+        reverted.push((m.version, t0.elapsed()));
+    }
+    tx.commit().await.map_err(|e| StepError {
+        version: group.last().map(|m| m.version),
+        statement: None,
+        source: e,
+    })?;
+    Ok(reverted)
+}
+
+/// Reverts with a `-- no-transaction` down file: the history row turns
+/// success = false first, each statement runs on its own, and the row goes
+/// only at the end. A failure leaves the false row, which later runs refuse
+/// until `tenantmig repair` (clear: the undo was finished by hand;
+/// `--mark-applied`: the migration was put back by hand).
+async fn revert_no_tx(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    m: &Migration,
+) -> Result<Vec<(i64, Duration)>, StepError> {
+    let err = |statement: Option<String>| {
+        move |source| StepError {
+            version: Some(m.version),
+            statement,
+            source,
+        }
+    };
+    db::mark_failed(conn, schema, table, m.version)
+        .await
+        .map_err(err(None))?;
+    let t0 = Instant::now();
+    for stmt in split_statements(m.down_sql.as_deref().unwrap_or_default()) {
+        db::execute_script(conn, &stmt.sql)
+            .await
+            .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
+    }
+    db::delete_history(conn, schema, table, m.version)
+        .await
+        .map_err(err(None))?;
+    Ok(vec![(m.version, t0.elapsed())])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1130,11 +1410,14 @@ mod tests {
         let c = Migration::new(3, "c", "-- no-transaction\nselect 3");
         let d = Migration::new(4, "d", "select 4");
         let p = vec![&a, &b, &c, &d];
-        let g: Vec<Vec<i64>> = groups(&p, TransactionMode::PerSchema)
+        let g: Vec<Vec<i64>> = groups(&p, TransactionMode::PerSchema, |m| m.no_tx)
             .iter()
             .map(|g| g.iter().map(|m| m.version).collect())
             .collect();
         assert_eq!(g, vec![vec![1, 2], vec![3], vec![4]]);
-        assert_eq!(groups(&p, TransactionMode::PerMigration).len(), 4);
+        assert_eq!(
+            groups(&p, TransactionMode::PerMigration, |m| m.no_tx).len(),
+            4
+        );
     }
 }

@@ -77,6 +77,9 @@ pub struct SchemaOutcome {
     pub to_version: Option<i64>,
     /// Versions applied by this run, in order.
     pub applied: Vec<i64>,
+    /// Versions reverted by this run (a rollback), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reverted: Vec<i64>,
     /// What went wrong, for failed and refused schemas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -102,6 +105,7 @@ impl SchemaOutcome {
             from_version: None,
             to_version: None,
             applied: Vec::new(),
+            reverted: Vec::new(),
             error: None,
             failed_version: None,
             failed_statement: None,
@@ -180,6 +184,15 @@ pub enum Event {
         /// The version.
         version: i64,
         /// Time the migration's SQL took.
+        duration_ms: u64,
+    },
+    /// A migration's `.down.sql` was committed in a schema (a rollback).
+    MigrationReverted {
+        /// The schema.
+        schema: String,
+        /// The version.
+        version: i64,
+        /// Time the down file's SQL took.
         duration_ms: u64,
     },
     /// A schema is done, one way or another.

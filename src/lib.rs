@@ -67,4 +67,4 @@ pub use events::{
     CollectEvents, Event, EventSink, NoEvents, OutcomeState, Phase, SchemaOutcome, StopReason,
 };
 pub use migration::{Migration, MigrationSet};
-pub use state::{SchemaState, SchemaStatus};
+pub use state::{Goal, SchemaState, SchemaStatus};

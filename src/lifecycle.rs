@@ -532,6 +532,7 @@ impl Engine {
                     canary: 0,
                     dry_run: false,
                     args: args.to_vec(),
+                    goal: Default::default(),
                 };
                 let run = engine.migrate(&opts, shutdown).await?;
                 if !run.is_success() {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tenantmig::output::{self, Format, HumanEvents, JsonEvents};
 use tenantmig::{
-    CopyOptions, Engine, Error, EventSink, MigrateOptions, NoEvents, Selection, Settings, Verify,
+    CopyOptions, Engine, Error, EventSink, Goal, MigrateOptions, NoEvents, Selection, Settings,
+    Verify,
 };
 
 /// PostgreSQL schema migrations for schema-per-tenant SaaS: shared
@@ -62,6 +63,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// Show what `migrate` would do (the same as `migrate --dry-run`).
     Plan(PlanArgs),
+    /// Undo applied migrations with their .down.sql files, newest first: every selected tenant, then the shared schema.
+    Rollback(RollbackArgs),
     /// Show each schema's applied version, pending count and state; exit 1 unless all are up to date.
     Status(SelectArgs),
     /// List the tenants and where the list came from.
@@ -325,6 +328,9 @@ struct MigrateArgs {
     /// With --dry-run: also print the SQL of each pending migration.
     #[arg(long, requires = "dry_run")]
     sql: bool,
+    /// Apply migrations only up to this version (inclusive), e.g. 0003; later ones stay pending.
+    #[arg(long, value_name = "VERSION")]
+    target: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +340,41 @@ struct PlanArgs {
     /// Also print the SQL of each pending migration.
     #[arg(long)]
     sql: bool,
+    /// Plan `migrate --target VERSION`: only versions up to this one.
+    #[arg(long, value_name = "VERSION")]
+    target: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Undo every applied version above VERSION; 0 undoes everything and empties the history.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        required_unless_present = "steps",
+        conflicts_with = "steps"
+    )]
+    target: Option<i64>,
+    /// Undo the last N applied migrations of each schema.
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Schemas rolled back at once, one connection each [config: jobs; default: 4]; capped by the server's free connections.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Stop starting new tenants after more than N failures; in-flight ones finish [config: max_failures; default: 0].
+    #[arg(long, value_name = "N")]
+    max_failures: Option<usize>,
+    /// Show the plan (which schemas undo which versions) and change nothing.
+    #[arg(long, conflicts_with = "yes")]
+    dry_run: bool,
+    /// With --dry-run: also print each .down.sql that would run.
+    #[arg(long, requires = "dry_run")]
+    sql: bool,
+    /// Confirm: down files usually drop tables or columns, and their data with them. Without it the plan is shown and nothing runs.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -578,6 +619,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 canary: a.canary,
                 dry_run: a.dry_run,
                 args: args_for_ledger(),
+                goal: a
+                    .target
+                    .map_or(Goal::Head, |version| Goal::UpTo { version }),
             };
             let report = engine.migrate(&opts, ctrl_c()).await;
             if let Some(h) = &human {
@@ -606,7 +650,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Plan(a) => {
             let selection = a.select.selection();
             let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
-            let plan = engine.plan(&selection).await?;
+            let goal = a
+                .target
+                .map_or(Goal::Head, |version| Goal::UpTo { version });
+            let plan = engine.plan_for(&selection, goal).await?;
             match g.format {
                 Format::Json => output::json_line(stdout, &plan)?,
                 Format::Human => output::plan_human(
@@ -618,6 +665,64 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 )?,
             }
             Ok(0)
+        }
+        Command::Rollback(a) => {
+            let mut s = settings(g)?;
+            run_limits(&mut s, a.jobs, a.max_failures)?;
+            let mut selection = a.select.selection();
+            // Naming tenants limits a rollback to them: undoing the shared
+            // schema's migrations takes --shared-only or no --tenant at all.
+            if !a.select.filter.tenants.is_empty() {
+                selection.shared = false;
+            }
+            let goal = Goal::Revert {
+                target: a.target,
+                steps: a.steps,
+            };
+            let (events, human) = sink(g);
+            let engine = Engine::new(s, &selection, events)?;
+            if a.dry_run || !a.yes {
+                let plan = engine.plan_for(&selection, goal).await?;
+                match g.format {
+                    Format::Json => output::json_line(stdout, &plan)?,
+                    Format::Human => output::plan_human(
+                        stdout,
+                        &plan,
+                        engine.shared_set(),
+                        engine.tenant_set(),
+                        a.sql,
+                    )?,
+                }
+                let work = plan
+                    .shared
+                    .iter()
+                    .chain(&plan.tenants)
+                    .any(|t| !t.pending.is_empty());
+                if a.dry_run || !work {
+                    return Ok(0);
+                }
+                return Err(Error::Usage {
+                    message: "a rollback runs .down.sql files, which usually drop tables or columns and their rows; check the plan above (--dry-run --sql shows the SQL), then rerun with --yes".into(),
+                }
+                .into());
+            }
+            let opts = MigrateOptions {
+                selection,
+                canary: 0,
+                dry_run: false,
+                args: args_for_ledger(),
+                goal,
+            };
+            let report = engine.migrate(&opts, ctrl_c()).await;
+            if let Some(h) = &human {
+                h.finish();
+            }
+            let report = report?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &report)?,
+                Format::Human => output::run_summary_human(stdout, &report)?,
+            }
+            Ok(if report.is_success() { 0 } else { 1 })
         }
         Command::Status(a) => {
             let selection = a.selection();
@@ -750,6 +855,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     canary: 0,
                     dry_run: false,
                     args: args_for_ledger(),
+                    goal: Default::default(),
                 };
                 let r = engine.migrate(&opts, ctrl_c()).await;
                 if let Some(h) = &human {

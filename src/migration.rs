@@ -54,6 +54,13 @@ impl Migration {
     pub fn is_reversible(&self) -> bool {
         self.down_sql.is_some()
     }
+
+    /// True when the `.down.sql` starts with `-- no-transaction`.
+    pub fn down_no_tx(&self) -> bool {
+        self.down_sql
+            .as_deref()
+            .is_some_and(|d| d.starts_with(NO_TX_MARKER))
+    }
 }
 
 /// SHA-384 of a migration's text, the checksum sqlx records.

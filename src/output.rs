@@ -13,7 +13,7 @@ use crate::engine::{RunReport, StatusReport};
 use crate::events::{Event, EventSink, OutcomeState, Phase};
 use crate::ledger::{RunSchema, RunSummary};
 use crate::migration::MigrationSet;
-use crate::state::SchemaState;
+use crate::state::{Goal, SchemaState};
 use crate::tenants::TenantList;
 
 /// Output format of a command.
@@ -167,7 +167,9 @@ impl EventSink for HumanEvents {
                     );
                 }
             }
-            Event::SchemaStarted { .. } | Event::MigrationApplied { .. } => {}
+            Event::SchemaStarted { .. }
+            | Event::MigrationApplied { .. }
+            | Event::MigrationReverted { .. } => {}
             Event::SchemaFinished { outcome } => {
                 let failed = outcome.state.is_failure();
                 if outcome.phase == Phase::Tenant {
@@ -522,8 +524,9 @@ pub fn status_human(
     Ok(())
 }
 
-/// The plan of a migrate run for people, grouped by pending versions, with
-/// the SQL of each pending migration when `sql` is set.
+/// A plan for people: the shared schema, then tenants grouped by the
+/// versions they would run ("480 tenants: 0009, 0010"), refusals, and with
+/// `sql` the SQL of each version once (the `.down.sql` for a rollback).
 pub fn plan_human(
     w: &mut dyn Write,
     r: &StatusReport,
@@ -531,6 +534,15 @@ pub fn plan_human(
     tenant_set: &MigrationSet,
     sql: bool,
 ) -> io::Result<()> {
+    let revert = r.goal.is_revert();
+    let verb = if revert { "revert " } else { "" };
+    let idle = match r.goal {
+        Goal::Head => "up to date".to_string(),
+        Goal::UpTo { version } => {
+            format!("nothing to apply up to {}", tenant_set.fmt_version(version))
+        }
+        Goal::Revert { .. } => "nothing to revert".to_string(),
+    };
     let mut nothing = true;
     if let Some(s) = &r.shared {
         if s.state.is_refused() {
@@ -544,12 +556,13 @@ pub fn plan_human(
             nothing = false;
             writeln!(
                 w,
-                "shared schema {}: {}",
+                "shared schema {}: {verb}{}{}",
                 s.schema,
-                versions(shared_set, &s.pending)
+                versions(shared_set, &s.pending),
+                if revert { " (after the tenants)" } else { "" }
             )?;
         } else {
-            writeln!(w, "shared schema {}: up to date", s.schema)?;
+            writeln!(w, "shared schema {}: {idle}", s.schema)?;
         }
     }
     let groups = r.plan_groups();
@@ -557,7 +570,7 @@ pub fn plan_human(
         nothing = false;
         writeln!(
             w,
-            "{} tenant{}: {} ({})",
+            "{} tenant{}: {verb}{} ({})",
             thousands(names.len()),
             if names.len() == 1 { "" } else { "s" },
             versions(tenant_set, pending),
@@ -584,48 +597,62 @@ pub fn plan_human(
         .filter(|t| t.state == SchemaState::UpToDate)
         .count();
     if r.source.is_some() {
-        writeln!(w, "{} tenants up to date", thousands(up))?;
+        if r.goal == Goal::Head {
+            writeln!(w, "{} tenants up to date", thousands(up))?;
+        } else {
+            writeln!(w, "{}: {idle}", tenants_word(up))?;
+        }
     }
     if nothing {
-        writeln!(w, "nothing to migrate")?;
+        writeln!(
+            w,
+            "{}",
+            if revert {
+                "nothing to roll back"
+            } else {
+                "nothing to migrate"
+            }
+        )?;
     }
     if sql {
+        let shared = r
+            .shared
+            .iter()
+            .map(|s| ("shared", shared_set, s.pending.as_slice()));
+        let tenants = groups
+            .iter()
+            .map(|(p, _)| ("tenant", tenant_set, p.as_slice()));
         let mut shown = std::collections::BTreeSet::new();
-        if let Some(s) = &r.shared {
-            for v in &s.pending {
-                if let Some(i) = shared_set.index_of(*v) {
-                    let m = &shared_set.migrations[i];
-                    writeln!(
-                        w,
-                        "\n-- shared {} {} ({})\n{}",
-                        shared_set.fmt_version(*v),
-                        m.description,
-                        m.path.display(),
-                        m.sql.trim_end()
-                    )?;
-                }
-            }
-        }
-        for (pending, _) in &groups {
+        for (name, set, pending) in shared.chain(tenants) {
             for v in pending {
-                if shown.insert(*v)
-                    && let Some(i) = tenant_set.index_of(*v)
-                {
-                    let m = &tenant_set.migrations[i];
-                    let tx = if m.no_tx {
-                        "outside a transaction"
-                    } else {
-                        "in a transaction"
-                    };
-                    writeln!(
-                        w,
-                        "\n-- tenant {} {} ({}, {tx})\n{}",
-                        tenant_set.fmt_version(*v),
-                        m.description,
-                        m.path.display(),
-                        m.sql.trim_end()
-                    )?;
+                if !shown.insert((name, *v)) {
+                    continue;
                 }
+                let Some(i) = set.index_of(*v) else { continue };
+                let m = &set.migrations[i];
+                let (text, no_tx) = if revert {
+                    (m.down_sql.as_deref().unwrap_or_default(), m.down_no_tx())
+                } else {
+                    (m.sql.as_str(), m.no_tx)
+                };
+                let path = if revert {
+                    m.path.with_extension("").with_extension("down.sql")
+                } else {
+                    m.path.clone()
+                };
+                let tx = if no_tx {
+                    "outside a transaction"
+                } else {
+                    "in a transaction"
+                };
+                writeln!(
+                    w,
+                    "\n-- {verb}{name} {} {} ({}, {tx})\n{}",
+                    set.fmt_version(*v),
+                    m.description,
+                    path.display(),
+                    text.trim_end()
+                )?;
             }
         }
     }
@@ -637,13 +664,23 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(s) = &r.shared
         && !s.state.is_failure()
     {
-        writeln!(
-            w,
-            "shared schema {}: {} ({} applied)",
-            s.schema,
-            s.state.as_str(),
-            s.applied.len()
-        )?;
+        if r.goal.is_revert() {
+            writeln!(
+                w,
+                "shared schema {}: {} ({} reverted)",
+                s.schema,
+                s.state.as_str(),
+                s.reverted.len()
+            )?;
+        } else {
+            writeln!(
+                w,
+                "shared schema {}: {} ({} applied)",
+                s.schema,
+                s.state.as_str(),
+                s.applied.len()
+            )?;
+        }
     }
     let failed = r
         .tenants
@@ -660,9 +697,14 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
         .iter()
         .filter(|o| o.state == OutcomeState::Stopped)
         .count();
+    let (done, idle) = if r.goal.is_revert() {
+        ("rolled back", "with nothing to revert")
+    } else {
+        ("migrated", "already up to date")
+    };
     writeln!(
         w,
-        "{} migrated, {} already up to date, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
+        "{} {done}, {} {idle}, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
         tenants_word(r.tenants_migrated()),
         thousands(
             r.tenants_up_to_date
@@ -706,7 +748,8 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if !r.is_success() {
         writeln!(
             w,
-            "rerun `tenantmig migrate` to finish once the failures are fixed; `tenantmig runs show {}` has the details",
+            "rerun `tenantmig {}` to finish once the failures are fixed; `tenantmig runs show {}` has the details",
+            r.goal.command(),
             r.run_id.unwrap_or_default()
         )?;
     }
@@ -1374,6 +1417,7 @@ mod tests {
             source: Some("test".into()),
             shared_head: None,
             tenant_head: Some(2),
+            goal: Goal::Head,
         };
         let mut buf = Vec::new();
         status_human(&mut buf, &r, &set, &set).unwrap();

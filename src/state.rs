@@ -242,6 +242,97 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Where a run takes each schema: what `migrate`, `migrate --target` and
+/// `rollback` have in common is the same plan, fan-out, locks and ledger;
+/// only the versions each schema runs differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Goal {
+    /// Every pending migration (plain `migrate`).
+    #[default]
+    Head,
+    /// Forward, up to and including `version` (`migrate --target`).
+    UpTo {
+        /// The last version to apply.
+        version: i64,
+    },
+    /// Backward (`rollback`): undo applied migrations with their
+    /// `.down.sql`, newest first.
+    Revert {
+        /// Undo every applied version above this one (0: all of them).
+        target: Option<i64>,
+        /// Undo this many applied versions per schema.
+        steps: Option<usize>,
+    },
+}
+
+impl Goal {
+    /// True for a rollback.
+    pub fn is_revert(self) -> bool {
+        matches!(self, Goal::Revert { .. })
+    }
+
+    /// The command recorded in the run ledger.
+    pub fn command(self) -> &'static str {
+        if self.is_revert() {
+            "rollback"
+        } else {
+            "migrate"
+        }
+    }
+
+    /// Rewrites a schema's `pending` to the versions this goal runs there,
+    /// in the order they run: ascending to apply, descending to revert.
+    /// Refused schemas are left as they are.
+    pub fn apply(self, st: &mut SchemaStatus, set: &MigrationSet) {
+        if st.state.is_refused() {
+            return;
+        }
+        match self {
+            Goal::Head => {}
+            Goal::UpTo { version } => {
+                st.pending.retain(|v| *v <= version);
+                if st.state == SchemaState::Behind && st.pending.is_empty() {
+                    st.state = SchemaState::UpToDate;
+                }
+            }
+            Goal::Revert { target, steps } => {
+                let mut undo: Vec<i64> = if st.state == SchemaState::Missing {
+                    Vec::new()
+                } else {
+                    applied_versions(st, set)
+                };
+                undo.reverse();
+                if let Some(t) = target {
+                    undo.retain(|v| *v > t);
+                }
+                if let Some(n) = steps {
+                    undo.truncate(n);
+                }
+                st.pending = undo;
+                if st.state != SchemaState::Missing {
+                    st.state = if st.pending.is_empty() {
+                        SchemaState::UpToDate
+                    } else {
+                        SchemaState::Behind
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The versions applied in a schema that is not refused, ascending: every
+/// version of the set that is not pending (a refused schema may have
+/// applied versions the set lacks, and is never reverted).
+pub fn applied_versions(st: &SchemaStatus, set: &MigrationSet) -> Vec<i64> {
+    set.migrations
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| st.pending.binary_search(v).is_err())
+        .collect()
+}
+
 /// Checks a schema's whole history at once (see [`Checker`]).
 pub fn check_schema(schema: &str, set: &MigrationSet, rows: &[AppliedRow]) -> SchemaStatus {
     let mut c = Checker::new(set);
@@ -363,5 +454,70 @@ mod tests {
             (st.state, st.pending.clone(), st.applied_version),
             (SchemaState::Behind, vec![1, 2, 3], None)
         );
+    }
+
+    #[test]
+    fn a_target_keeps_only_the_versions_up_to_it() {
+        let s = set();
+        let mut st = check_schema("t", &s, &[row(&s, 1)]);
+        Goal::UpTo { version: 2 }.apply(&mut st, &s);
+        assert_eq!(
+            (st.state, st.pending.clone()),
+            (SchemaState::Behind, vec![2])
+        );
+        let mut st = check_schema("t", &s, &[row(&s, 1), row(&s, 2)]);
+        Goal::UpTo { version: 2 }.apply(&mut st, &s);
+        assert_eq!(st.state, SchemaState::UpToDate);
+    }
+
+    #[test]
+    fn a_rollback_undoes_applied_versions_newest_first_down_to_the_target() {
+        let s = set();
+        let all = [row(&s, 1), row(&s, 2), row(&s, 3)];
+        let mut st = check_schema("t", &s, &all);
+        Goal::Revert {
+            target: Some(1),
+            steps: None,
+        }
+        .apply(&mut st, &s);
+        assert_eq!(
+            (st.state, st.pending.clone()),
+            (SchemaState::Behind, vec![3, 2])
+        );
+        let mut st = check_schema("t", &s, &all);
+        Goal::Revert {
+            target: Some(0),
+            steps: None,
+        }
+        .apply(&mut st, &s);
+        assert_eq!(st.pending, vec![3, 2, 1]);
+        let mut st = check_schema("t", &s, &[row(&s, 1), row(&s, 2)]);
+        Goal::Revert {
+            target: None,
+            steps: Some(1),
+        }
+        .apply(&mut st, &s);
+        assert_eq!(st.pending, vec![2]);
+    }
+
+    #[test]
+    fn a_rollback_leaves_refused_schemas_and_schemas_already_below_the_target_alone() {
+        let s = set();
+        let mut st = check_schema("t", &s, &[row(&s, 1)]);
+        Goal::Revert {
+            target: Some(2),
+            steps: None,
+        }
+        .apply(&mut st, &s);
+        assert_eq!((st.state, st.pending.len()), (SchemaState::UpToDate, 0));
+        let mut bad = row(&s, 1);
+        bad.checksum = vec![0; 48];
+        let mut st = check_schema("t", &s, &[bad]);
+        Goal::Revert {
+            target: Some(0),
+            steps: None,
+        }
+        .apply(&mut st, &s);
+        assert_eq!(st.state, SchemaState::ChecksumMismatch);
     }
 }

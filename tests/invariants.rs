@@ -540,6 +540,7 @@ async fn inv8_ctrl_c_lets_in_flight_work_finish_and_starts_nothing_new(pool: PgP
         canary: 0,
         dry_run: false,
         args: vec![],
+        goal: Default::default(),
     };
     let stop = tokio::time::sleep(Duration::from_millis(700));
     let report = engine.migrate(&opts, stop).await.unwrap();

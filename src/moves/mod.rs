@@ -758,6 +758,7 @@ impl Engine {
                 self.sink.clone(),
                 led.sender(),
                 shutdown,
+                crate::state::Goal::Head,
             ),
             version: opts.version.clone(),
             control: s.control_schema.clone(),

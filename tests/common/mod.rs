@@ -87,6 +87,7 @@ pub async fn migrate_with(
         canary,
         dry_run: false,
         args: vec!["test".into()],
+        goal: Default::default(),
     };
     let report = engine
         .migrate(&opts, std::future::pending())

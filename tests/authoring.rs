@@ -1,0 +1,182 @@
+//! The rest of a migration's life cycle through the real binary: migrate
+//! to a target, roll back, stamp, repair, verify and lint, over a shared
+//! schema and several tenants.
+
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+use sqlx::PgPool;
+
+/// A shared set with one reversible migration and a tenant set with a
+/// plain one, then two reversible ones (the last with a no-transaction
+/// down file).
+fn reversible_sets() -> (tempfile::TempDir, tempfile::TempDir) {
+    let shared = folder(&[
+        (
+            "0001_plans.up.sql",
+            "CREATE TABLE public.plans (id int PRIMARY KEY);",
+        ),
+        ("0001_plans.down.sql", "DROP TABLE public.plans;"),
+    ]);
+    let tenant = folder(&[
+        (
+            "0001_items.sql",
+            "CREATE TABLE items (id int PRIMARY KEY, name text);",
+        ),
+        (
+            "0002_item_note.up.sql",
+            "ALTER TABLE items ADD COLUMN note text;",
+        ),
+        (
+            "0002_item_note.down.sql",
+            "ALTER TABLE items DROP COLUMN note;",
+        ),
+        (
+            "0003_notes.up.sql",
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);",
+        ),
+        (
+            "0003_notes.down.sql",
+            "-- no-transaction\nDROP TABLE notes;",
+        ),
+    ]);
+    (shared, tenant)
+}
+
+/// The last JSON line of a command's output (the report after the events).
+fn last_json(out: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(out);
+    serde_json::from_str(text.lines().last().expect("some output")).expect("JSON")
+}
+
+async fn versions(pool: &PgPool, schema: &str) -> Vec<i64> {
+    history(pool, schema)
+        .await
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect()
+}
+
+async fn has_column(pool: &PgPool, schema: &str, table: &str, column: &str) -> bool {
+    scalar_i64(
+        pool,
+        &format!(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = '{table}' AND column_name = '{column}'"
+        ),
+    )
+    .await
+        == 1
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_to_a_target_then_roll_back_a_subset_of_tenants(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, tenant) = reversible_sets();
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    for t in tenants(4) {
+        exec(&pool, &format!("CREATE SCHEMA {t}")).await;
+    }
+
+    // Forward to 0002 only.
+    run(&["migrate", "--target", "2", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 tenants: 0001, 0002"));
+    run(&["migrate", "--target", "0002"]).assert().success();
+    for t in tenants(4) {
+        assert_eq!(versions(&pool, &t).await, vec![1, 2]);
+        assert!(!table_exists(&pool, &t, "notes").await);
+    }
+    assert!(table_exists(&pool, "public", "plans").await);
+    run(&["migrate", "--target", "7"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--target 7 is not a version"));
+    run(&["migrate"]).assert().success();
+
+    // Roll back the last two migrations of two tenants: the plan first.
+    let two = ["--tenant", "t_01", "--tenant", "t_02"];
+    let mut args = vec!["rollback", "--steps", "2"];
+    args.extend(two);
+    run(&args)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(
+            "2 tenants: revert 0003, 0002 (t_01, t_02)",
+        ))
+        .stderr(predicate::str::contains("rerun with --yes"));
+    assert_eq!(versions(&pool, "t_01").await, vec![1, 2, 3]);
+    let mut dry = args.clone();
+    dry.extend(["--dry-run", "--sql"]);
+    run(&dry).assert().success().stdout(
+        predicate::str::contains("-- revert tenant 0003 notes").and(predicate::str::contains(
+            "ALTER TABLE items DROP COLUMN note;",
+        )),
+    );
+    args.extend(["--yes", "--format", "json"]);
+    let out = run(&args).assert().success().get_output().stdout.clone();
+    let report = last_json(&out);
+    assert_eq!(report["goal"]["kind"], "revert");
+    assert!(
+        report["shared"].is_null(),
+        "--tenant leaves the shared schema alone"
+    );
+    for t in ["t_01", "t_02"] {
+        assert_eq!(versions(&pool, t).await, vec![1]);
+        assert!(!table_exists(&pool, t, "notes").await);
+        assert!(!has_column(&pool, t, "items", "note").await);
+    }
+    for t in ["t_03", "t_04"] {
+        assert_eq!(versions(&pool, t).await, vec![1, 2, 3]);
+        assert!(has_column(&pool, t, "items", "note").await);
+    }
+    assert!(table_exists(&pool, "public", "plans").await);
+    let runs = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM tenantmig.runs WHERE command = 'rollback' AND outcome = 'succeeded'",
+    )
+    .await;
+    assert_eq!(runs, 1, "the rollback is a run in the ledger");
+
+    // Everything back to 0 is refused before anything runs: 0001 has no
+    // down file.
+    run(&["rollback", "--target", "0", "--tenants-only", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("tenant 0001").and(predicate::str::contains("no .down.sql")),
+        );
+    assert_eq!(versions(&pool, "t_03").await, vec![1, 2, 3]);
+
+    // One tenant's down file fails: the others finish, the shared schema
+    // (after the tenants) is not reached, and a rerun finishes the job.
+    exec(&pool, "ALTER TABLE t_03.items DROP COLUMN note").await;
+    run(&["rollback", "--target", "1", "--yes"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("t_03").and(predicate::str::contains("not reached")));
+    assert_eq!(versions(&pool, "t_03").await, vec![1, 2]);
+    assert_eq!(versions(&pool, "t_04").await, vec![1]);
+    assert_eq!(versions(&pool, "public").await, vec![1]);
+    exec(&pool, "ALTER TABLE t_03.items ADD COLUMN note text").await;
+    run(&["rollback", "--target", "1", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(versions(&pool, "t_03").await, vec![1]);
+    // The shared schema was at 0001, which is not above the target.
+    assert_eq!(versions(&pool, "public").await, vec![1]);
+    run(&["rollback", "--target", "0", "--shared-only", "--yes"])
+        .assert()
+        .success();
+    assert!(versions(&pool, "public").await.is_empty());
+    assert!(!table_exists(&pool, "public", "plans").await);
+    // And forward again from there.
+    run(&["migrate"]).assert().success();
+    assert_eq!(versions(&pool, "t_02").await, vec![1, 2, 3]);
+}
