@@ -375,6 +375,30 @@ pub async fn delete_failed_rows(
     Ok(done.rows_affected())
 }
 
+/// Replaces a version's recorded checksum, if it is still `old`.
+pub async fn set_checksum(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    version: i64,
+    old: &[u8],
+    new: &[u8],
+) -> Result<u64, sqlx::Error> {
+    // language=SQL
+    let sql = format!(
+        "UPDATE {} SET checksum = $3 WHERE version = $1 AND checksum = $2",
+        qualified(schema, table)
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(version)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Sets failed rows to success (after the migration was completed by hand).
 pub async fn mark_failed_rows_applied(
     conn: &mut PgConnection,

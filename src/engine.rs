@@ -478,6 +478,7 @@ impl Engine {
                 };
             }
             Goal::UpTo { version }
+            | Goal::Stamp { version }
             | Goal::Revert {
                 target: Some(version),
                 ..
@@ -496,7 +497,7 @@ impl Engine {
             .collect();
         Err(Error::Usage {
             message: format!(
-                "--target {version} is not a version of the selected migration sets ({}); `tenantmig history` lists them{}",
+                "version {version} is not in the selected migration sets ({}); `tenantmig history` lists them{}",
                 if heads.is_empty() {
                     "both are empty".to_string()
                 } else {
@@ -1121,6 +1122,13 @@ async fn migrate_locked(
             out.state = OutcomeState::UpToDate;
             return Ok(());
         }
+        if cx.goal.is_stamp() {
+            out.state = OutcomeState::Failed;
+            out.error = Some(format!(
+                "schema {schema} does not exist; stamp adopts existing schemas (create it with `tenantmig migrate` instead)"
+            ));
+            return Ok(());
+        }
         if phase == Phase::Tenant && !s.create_missing_schemas {
             out.state = OutcomeState::Failed;
             out.error = Some(format!(
@@ -1175,6 +1183,31 @@ async fn migrate_locked(
             "migration {} has no .down.sql; nothing was reverted here",
             set.fmt_version(m.version)
         ));
+        return Ok(());
+    }
+    if cx.goal.is_stamp() {
+        // History rows only, all in one transaction: the schema was built
+        // by something else and is declared to match these versions.
+        let mut tx = conn.begin().await.map_err(StepError::plain)?;
+        for m in &pending {
+            db::insert_history(&mut tx, schema, &s.history_table, m, true, 0)
+                .await
+                .map_err(|e| StepError {
+                    version: Some(m.version),
+                    statement: None,
+                    source: e,
+                })?;
+        }
+        tx.commit().await.map_err(StepError::plain)?;
+        for m in pending {
+            out.applied.push(m.version);
+            out.to_version = out.to_version.max(Some(m.version));
+            cx.sink.emit(Event::MigrationStamped {
+                schema: schema.to_string(),
+                version: m.version,
+            });
+        }
+        out.state = OutcomeState::Succeeded;
         return Ok(());
     }
     let is_no_tx = |m: &Migration| if revert { m.down_no_tx() } else { m.no_tx };

@@ -186,6 +186,13 @@ pub enum Event {
         /// Time the migration's SQL took.
         duration_ms: u64,
     },
+    /// A version was recorded as applied without running it (`stamp`).
+    MigrationStamped {
+        /// The schema.
+        schema: String,
+        /// The version.
+        version: i64,
+    },
     /// A migration's `.down.sql` was committed in a schema (a rollback).
     MigrationReverted {
         /// The schema.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tenantmig::output::{self, Format, HumanEvents, JsonEvents};
+use tenantmig::repair::RepairAction;
 use tenantmig::{
     CopyOptions, Engine, Error, EventSink, Goal, MigrateOptions, NoEvents, Selection, Settings,
     Verify,
@@ -65,13 +66,15 @@ enum Command {
     Plan(PlanArgs),
     /// Undo applied migrations with their .down.sql files, newest first: every selected tenant, then the shared schema.
     Rollback(RollbackArgs),
+    /// Record migrations up to VERSION as applied without running them, to adopt schemas built by another tool.
+    Stamp(StampArgs),
     /// Show each schema's applied version, pending count and state; exit 1 unless all are up to date.
     Status(SelectArgs),
     /// List the tenants and where the list came from.
     Tenants(TenantFilter),
     /// List recorded runs, or show one run's per-schema outcomes.
     Runs(RunsArgs),
-    /// Clear the failed row a `-- no-transaction` migration left, after fixing the schema by hand.
+    /// Clear the failed row a `-- no-transaction` migration left, after fixing the schema by hand; or, with --checksums, re-record checksums after harmless edits.
     Repair(RepairArgs),
     /// Create an empty schema, optionally bringing it to head with the shared or tenant migrations.
     CreateSchema(CreateSchemaArgs),
@@ -346,6 +349,23 @@ struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
+struct StampArgs {
+    /// Record every migration up to this version (inclusive), e.g. 0003.
+    version: i64,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Schemas stamped at once, one connection each [config: jobs; default: 4].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Stop starting new tenants after more than N failures [config: max_failures; default: 0].
+    #[arg(long, value_name = "N")]
+    max_failures: Option<usize>,
+    /// Show which schemas would get which history rows, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
 struct RollbackArgs {
     #[command(flatten)]
     select: SelectArgs,
@@ -400,8 +420,14 @@ struct RepairArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// Mark the failed migration as applied (it was completed by hand) instead of clearing its row so it runs again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "checksums")]
     mark_applied: bool,
+    /// Instead: re-record the checksums of applied migrations whose files were edited harmlessly (whitespace, comments).
+    #[arg(long)]
+    checksums: bool,
+    /// Only show what would change (also what happens without --yes, but with exit code 0).
+    #[arg(long, conflicts_with = "yes")]
+    dry_run: bool,
     /// Confirm: without it, repair only shows what it would change.
     #[arg(long)]
     yes: bool,
@@ -604,48 +630,24 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let mut s = settings(g)?;
             run_limits(&mut s, a.jobs, a.max_failures)?;
             let selection = a.select.selection();
+            let goal = a
+                .target
+                .map_or(Goal::Head, |version| Goal::UpTo { version });
             let (events, human) = sink(g);
-            let engine = Engine::new(
-                s,
-                &selection,
-                if a.dry_run {
-                    Arc::new(NoEvents)
-                } else {
-                    events
-                },
-            )?;
+            let engine = Engine::new(s, &selection, events)?;
+            if a.dry_run {
+                let plan = engine.plan_for(&selection, goal).await?;
+                print_plan(stdout, g.format, &engine, &plan, a.sql)?;
+                return Ok(0);
+            }
             let opts = MigrateOptions {
                 selection,
                 canary: a.canary,
-                dry_run: a.dry_run,
+                dry_run: false,
                 args: args_for_ledger(),
-                goal: a
-                    .target
-                    .map_or(Goal::Head, |version| Goal::UpTo { version }),
+                goal,
             };
-            let report = engine.migrate(&opts, ctrl_c()).await;
-            if let Some(h) = &human {
-                h.finish();
-            }
-            let report = report?;
-            if a.dry_run {
-                match g.format {
-                    Format::Json => output::json_line(stdout, &report.plan)?,
-                    Format::Human => output::plan_human(
-                        stdout,
-                        &report.plan,
-                        engine.shared_set(),
-                        engine.tenant_set(),
-                        a.sql,
-                    )?,
-                }
-                return Ok(0);
-            }
-            match g.format {
-                Format::Json => output::json_line(stdout, &report)?,
-                Format::Human => output::run_summary_human(stdout, &report)?,
-            }
-            Ok(if report.is_success() { 0 } else { 1 })
+            run_and_report(stdout, g.format, &engine, &opts, human).await
         }
         Command::Plan(a) => {
             let selection = a.select.selection();
@@ -654,16 +656,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 .target
                 .map_or(Goal::Head, |version| Goal::UpTo { version });
             let plan = engine.plan_for(&selection, goal).await?;
-            match g.format {
-                Format::Json => output::json_line(stdout, &plan)?,
-                Format::Human => output::plan_human(
-                    stdout,
-                    &plan,
-                    engine.shared_set(),
-                    engine.tenant_set(),
-                    a.sql,
-                )?,
-            }
+            print_plan(stdout, g.format, &engine, &plan, a.sql)?;
             Ok(0)
         }
         Command::Rollback(a) => {
@@ -683,16 +676,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let engine = Engine::new(s, &selection, events)?;
             if a.dry_run || !a.yes {
                 let plan = engine.plan_for(&selection, goal).await?;
-                match g.format {
-                    Format::Json => output::json_line(stdout, &plan)?,
-                    Format::Human => output::plan_human(
-                        stdout,
-                        &plan,
-                        engine.shared_set(),
-                        engine.tenant_set(),
-                        a.sql,
-                    )?,
-                }
+                print_plan(stdout, g.format, &engine, &plan, a.sql)?;
                 let work = plan
                     .shared
                     .iter()
@@ -708,21 +692,35 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let opts = MigrateOptions {
                 selection,
-                canary: 0,
-                dry_run: false,
                 args: args_for_ledger(),
                 goal,
+                ..MigrateOptions::default()
             };
-            let report = engine.migrate(&opts, ctrl_c()).await;
-            if let Some(h) = &human {
-                h.finish();
+            run_and_report(stdout, g.format, &engine, &opts, human).await
+        }
+        Command::Stamp(a) => {
+            let mut s = settings(g)?;
+            run_limits(&mut s, a.jobs, a.max_failures)?;
+            let mut selection = a.select.selection();
+            // As with rollback: named tenants only.
+            if !a.select.filter.tenants.is_empty() {
+                selection.shared = false;
             }
-            let report = report?;
-            match g.format {
-                Format::Json => output::json_line(stdout, &report)?,
-                Format::Human => output::run_summary_human(stdout, &report)?,
+            let goal = Goal::Stamp { version: a.version };
+            let (events, human) = sink(g);
+            let engine = Engine::new(s, &selection, events)?;
+            if a.dry_run {
+                let plan = engine.plan_for(&selection, goal).await?;
+                print_plan(stdout, g.format, &engine, &plan, false)?;
+                return Ok(0);
             }
-            Ok(if report.is_success() { 0 } else { 1 })
+            let opts = MigrateOptions {
+                selection,
+                args: args_for_ledger(),
+                goal,
+                ..MigrateOptions::default()
+            };
+            run_and_report(stdout, g.format, &engine, &opts, human).await
         }
         Command::Status(a) => {
             let selection = a.selection();
@@ -781,47 +779,86 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Repair(a) => {
             let selection = a.select.selection();
             let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
-            let items = engine.repair_candidates(&selection).await?;
+            let (items, action) = if a.checksums {
+                let items = engine.checksum_candidates(&selection).await?;
+                (items, RepairAction::Checksums)
+            } else if a.mark_applied {
+                (
+                    engine.repair_candidates(&selection).await?,
+                    RepairAction::MarkApplied,
+                )
+            } else {
+                (
+                    engine.repair_candidates(&selection).await?,
+                    RepairAction::Clear,
+                )
+            };
             if items.is_empty() {
                 writeln!(
                     stdout,
-                    "nothing to repair: no schema has a failed migration row"
+                    "nothing to repair: no schema has {}",
+                    if a.checksums {
+                        "an applied migration whose checksum differs from its file"
+                    } else {
+                        "a failed migration row"
+                    }
                 )?;
                 return Ok(0);
             }
-            let verb = if a.mark_applied {
-                "mark as applied"
-            } else {
-                "clear (so it runs again)"
-            };
-            for i in &items {
-                writeln!(
+            let schemas = items
+                .iter()
+                .map(|i| i.schema.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            match g.format {
+                Format::Json => output::json_line(stdout, &items)?,
+                Format::Human if a.checksums => output::checksum_repairs_human(
                     stdout,
-                    "{} {}: failed migration {} — will {verb}{}",
-                    i.phase.as_str(),
-                    i.schema,
-                    i.version,
-                    i.detail
-                        .as_ref()
-                        .map(|d| format!("\n    last failure: {d}"))
-                        .unwrap_or_default()
-                )?;
+                    &items,
+                    engine.shared_set(),
+                    engine.tenant_set(),
+                )?,
+                Format::Human => {
+                    let verb = if a.mark_applied {
+                        "mark as applied"
+                    } else {
+                        "clear (so it runs again)"
+                    };
+                    for i in &items {
+                        writeln!(
+                            stdout,
+                            "{} {}: failed migration {} — will {verb}{}",
+                            i.phase.as_str(),
+                            i.schema,
+                            i.version,
+                            i.detail
+                                .as_ref()
+                                .map(|d| format!("\n    last failure: {d}"))
+                                .unwrap_or_default()
+                        )?;
+                    }
+                }
+            }
+            if a.dry_run {
+                return Ok(0);
             }
             if !a.yes {
-                return Err(Error::Usage {
-                    message: format!(
-                        "repair changes history rows of {} schema(s); check each schema by hand first (e.g. drop an INVALID index left by CREATE INDEX CONCURRENTLY), then rerun with --yes to confirm",
+                let message = if a.checksums {
+                    format!(
+                        "repair --checksums would re-record {} checksum(s) in {schemas} schema(s), and it cannot tell a harmless edit (whitespace, comments) from changed SQL: check the edits above (e.g. with `git diff` on the files), then rerun with --yes to confirm",
                         items.len()
-                    ),
-                }
-                .into());
+                    )
+                } else {
+                    format!(
+                        "repair changes history rows of {schemas} schema(s); check each schema by hand first (e.g. drop an INVALID index left by CREATE INDEX CONCURRENTLY), then rerun with --yes to confirm"
+                    )
+                };
+                return Err(Error::Usage { message }.into());
             }
-            let run = engine
-                .repair(&items, a.mark_applied, &args_for_ledger())
-                .await?;
+            let run = engine.repair(&items, action, &args_for_ledger()).await?;
             writeln!(
                 stdout,
-                "repaired {} schema(s) (run {run}); run `tenantmig migrate` to continue",
+                "repaired {} row(s) in {schemas} schema(s) (run {run}); run `tenantmig migrate` to continue",
                 items.len()
             )?;
             Ok(0)
@@ -1111,6 +1148,43 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 /// `migrate-to VERSION`: the plan, the move, or `--abort`.
+/// Prints a plan (migrate, rollback or stamp) as text or JSON.
+fn print_plan(
+    stdout: &mut dyn Write,
+    format: Format,
+    engine: &Engine,
+    plan: &tenantmig::StatusReport,
+    sql: bool,
+) -> io::Result<()> {
+    match format {
+        Format::Json => output::json_line(stdout, plan),
+        Format::Human => {
+            output::plan_human(stdout, plan, engine.shared_set(), engine.tenant_set(), sql)
+        }
+    }
+}
+
+/// Runs migrate, rollback or stamp and prints the report: exit 1 unless
+/// every selected schema got where the run was going.
+async fn run_and_report(
+    stdout: &mut dyn Write,
+    format: Format,
+    engine: &Engine,
+    opts: &MigrateOptions,
+    human: Option<Arc<HumanEvents>>,
+) -> Result<u8, Failure> {
+    let report = engine.migrate(opts, ctrl_c()).await;
+    if let Some(h) = &human {
+        h.finish();
+    }
+    let report = report?;
+    match format {
+        Format::Json => output::json_line(stdout, &report)?,
+        Format::Human => output::run_summary_human(stdout, &report)?,
+    }
+    Ok(if report.is_success() { 0 } else { 1 })
+}
+
 async fn migrate_to_command(
     a: &MigrateToArgs,
     g: &Global,

@@ -169,7 +169,8 @@ impl EventSink for HumanEvents {
             }
             Event::SchemaStarted { .. }
             | Event::MigrationApplied { .. }
-            | Event::MigrationReverted { .. } => {}
+            | Event::MigrationReverted { .. }
+            | Event::MigrationStamped { .. } => {}
             Event::SchemaFinished { outcome } => {
                 let failed = outcome.state.is_failure();
                 if outcome.phase == Phase::Tenant {
@@ -535,11 +536,18 @@ pub fn plan_human(
     sql: bool,
 ) -> io::Result<()> {
     let revert = r.goal.is_revert();
-    let verb = if revert { "revert " } else { "" };
+    let verb = match r.goal {
+        Goal::Revert { .. } => "revert ",
+        Goal::Stamp { .. } => "stamp ",
+        _ => "",
+    };
     let idle = match r.goal {
         Goal::Head => "up to date".to_string(),
         Goal::UpTo { version } => {
             format!("nothing to apply up to {}", tenant_set.fmt_version(version))
+        }
+        Goal::Stamp { version } => {
+            format!("nothing to stamp up to {}", tenant_set.fmt_version(version))
         }
         Goal::Revert { .. } => "nothing to revert".to_string(),
     };
@@ -607,10 +615,10 @@ pub fn plan_human(
         writeln!(
             w,
             "{}",
-            if revert {
-                "nothing to roll back"
-            } else {
-                "nothing to migrate"
+            match r.goal {
+                Goal::Revert { .. } => "nothing to roll back",
+                Goal::Stamp { .. } => "nothing to stamp",
+                _ => "nothing to migrate",
             }
         )?;
     }
@@ -659,6 +667,57 @@ pub fn plan_human(
     Ok(())
 }
 
+/// `repair --checksums` for people: each edited migration once, with the
+/// checksum recorded in the schemas and the file's, and the schemas that
+/// would change.
+pub fn checksum_repairs_human(
+    w: &mut dyn Write,
+    items: &[crate::repair::RepairItem],
+    shared_set: &MigrationSet,
+    tenant_set: &MigrationSet,
+) -> io::Result<()> {
+    type Key<'a> = (&'a str, i64, &'a str, &'a str);
+    let mut groups: std::collections::BTreeMap<Key<'_>, Vec<&str>> = Default::default();
+    for i in items {
+        if let Some((applied, local)) = &i.checksums {
+            groups
+                .entry((i.phase.as_str(), i.version, applied, local))
+                .or_default()
+                .push(&i.schema);
+        }
+    }
+    for ((phase, version, applied, local), names) in groups {
+        let set = if phase == "shared" {
+            shared_set
+        } else {
+            tenant_set
+        };
+        let (desc, path) = set
+            .index_of(version)
+            .map(|i| {
+                (
+                    set.migrations[i].description.as_str(),
+                    set.migrations[i].path.display().to_string(),
+                )
+            })
+            .unwrap_or_default();
+        writeln!(
+            w,
+            "{phase} {} {desc} ({path}): checksum {}… recorded, file now {}…, in {}: {}",
+            set.fmt_version(version),
+            &applied[..applied.len().min(16)],
+            &local[..local.len().min(16)],
+            if names.len() == 1 {
+                "1 schema".to_string()
+            } else {
+                format!("{} schemas", thousands(names.len()))
+            },
+            names_list(&names)
+        )?;
+    }
+    Ok(())
+}
+
 /// The end of a migrate run for people: counts, then every failure.
 pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(s) = &r.shared
@@ -697,10 +756,10 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
         .iter()
         .filter(|o| o.state == OutcomeState::Stopped)
         .count();
-    let (done, idle) = if r.goal.is_revert() {
-        ("rolled back", "with nothing to revert")
-    } else {
-        ("migrated", "already up to date")
+    let (done, idle) = match r.goal {
+        Goal::Revert { .. } => ("rolled back", "with nothing to revert"),
+        Goal::Stamp { .. } => ("stamped", "with nothing to stamp"),
+        _ => ("migrated", "already up to date"),
     };
     writeln!(
         w,

@@ -1,5 +1,6 @@
 //! `repair`: clearing the failed row a `-- no-transaction` migration left,
-//! once an operator has fixed the schema by hand.
+//! once an operator has fixed the schema by hand, and re-recording the
+//! checksums of migrations edited harmlessly after they were applied.
 
 use std::time::Duration;
 
@@ -12,17 +13,43 @@ use crate::events::Phase;
 use crate::ledger::{Ledger, Record, RunTotals};
 use crate::state::{Problem, SchemaState};
 
-/// One failed history row.
+/// One history row to repair.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairItem {
     /// The schema.
     pub schema: String,
     /// Shared or tenant.
     pub phase: Phase,
-    /// The failed version.
+    /// The failed version, or the edited one.
     pub version: i64,
     /// What the ledger knows of the failure (error and statement).
     pub detail: Option<String>,
+    /// For a checksum repair: the checksum recorded in the schema and the
+    /// local file's, both in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<(String, String)>,
+}
+
+/// What `repair` does to the rows it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairAction {
+    /// Delete the failed row: the migration runs again on the next migrate
+    /// (or, after a failed no-transaction down file, counts as undone).
+    Clear,
+    /// Mark the failed row as succeeded: it was completed by hand.
+    MarkApplied,
+    /// Record the local file's checksum in place of the applied one.
+    Checksums,
+}
+
+impl RepairAction {
+    fn note(self, version: i64) -> String {
+        match self {
+            RepairAction::Clear => format!("repair: failed row of version {version} cleared"),
+            RepairAction::MarkApplied => format!("repair: version {version} marked applied"),
+            RepairAction::Checksums => format!("repair: checksum of version {version} re-recorded"),
+        }
+    }
 }
 
 impl Engine {
@@ -47,6 +74,40 @@ impl Engine {
                         phase,
                         version: *version,
                         detail: st.detail.clone(),
+                        checksums: None,
+                    });
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Applied migrations whose local file no longer has the recorded
+    /// checksum, in the selected schemas (schemas with a failed row are
+    /// left to the plain repair first).
+    pub async fn checksum_candidates(&self, selection: &Selection) -> Result<Vec<RepairItem>> {
+        let mut conn = self.connection().await?;
+        let report = self.status_with(&mut conn, selection).await?;
+        let all = report
+            .shared
+            .iter()
+            .map(|s| (s, Phase::Shared))
+            .chain(report.tenants.iter().map(|t| (t, Phase::Tenant)));
+        let mut items = Vec::new();
+        for (st, phase) in all {
+            for p in &st.problems {
+                if let Problem::ChecksumMismatch {
+                    version,
+                    applied,
+                    local,
+                } = p
+                {
+                    items.push(RepairItem {
+                        schema: st.schema.clone(),
+                        phase,
+                        version: *version,
+                        detail: None,
+                        checksums: Some((applied.clone(), local.clone())),
                     });
                 }
             }
@@ -59,7 +120,7 @@ impl Engine {
     pub async fn repair(
         &self,
         items: &[RepairItem],
-        mark_applied: bool,
+        action: RepairAction,
         args: &[String],
     ) -> Result<i64> {
         let s = &self.settings;
@@ -76,8 +137,7 @@ impl Engine {
         .await?;
         let mut ok = 0i64;
         for item in items {
-            let result =
-                repair_one(&mut conn, item, mark_applied, &s.history_table, s.lock_wait).await;
+            let result = repair_one(&mut conn, item, action, &s.history_table, s.lock_wait).await;
             if let Err(e) = result {
                 // Close the run before giving up, so the ledger says why.
                 let totals = RunTotals {
@@ -93,11 +153,7 @@ impl Engine {
             let mut rec = Record::started(&item.schema, item.phase);
             rec.state = "succeeded".into();
             rec.failed_version = Some(item.version);
-            rec.error = Some(if mark_applied {
-                format!("repair: version {} marked applied", item.version)
-            } else {
-                format!("repair: failed row of version {} cleared", item.version)
-            });
+            rec.error = Some(action.note(item.version));
             rec.finished_at = Some(chrono::Utc::now());
             led.record(rec);
             ok += 1;
@@ -118,7 +174,7 @@ impl Engine {
 async fn repair_one(
     conn: &mut sqlx::postgres::PgConnection,
     item: &RepairItem,
-    mark_applied: bool,
+    action: RepairAction,
     table: &str,
     lock_wait: Duration,
 ) -> Result<()> {
@@ -134,10 +190,22 @@ async fn repair_one(
         });
     }
     let versions = [item.version];
-    let r = if mark_applied {
-        db::mark_failed_rows_applied(conn, &item.schema, table, &versions).await
-    } else {
-        db::delete_failed_rows(conn, &item.schema, table, &versions).await
+    let r = match (action, &item.checksums) {
+        (RepairAction::MarkApplied, _) => {
+            db::mark_failed_rows_applied(conn, &item.schema, table, &versions).await
+        }
+        (RepairAction::Clear, _) => {
+            db::delete_failed_rows(conn, &item.schema, table, &versions).await
+        }
+        (RepairAction::Checksums, Some((applied, local))) => {
+            // Only the row as it was shown: a row changed since is left.
+            let (old, new) = (
+                hex::decode(applied).unwrap_or_default(),
+                hex::decode(local).unwrap_or_default(),
+            );
+            db::set_checksum(conn, &item.schema, table, item.version, &old, &new).await
+        }
+        (RepairAction::Checksums, None) => Ok(0),
     };
     let _ = db::unlock(conn, &item.schema).await;
     r.map_err(Error::db(format!("repairing schema {}", item.schema)))?;

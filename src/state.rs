@@ -256,6 +256,12 @@ pub enum Goal {
         /// The last version to apply.
         version: i64,
     },
+    /// Record versions up to and including `version` as applied without
+    /// running them (`stamp`), to adopt schemas another tool built.
+    Stamp {
+        /// The last version to record.
+        version: i64,
+    },
     /// Backward (`rollback`): undo applied migrations with their
     /// `.down.sql`, newest first.
     Revert {
@@ -272,12 +278,17 @@ impl Goal {
         matches!(self, Goal::Revert { .. })
     }
 
+    /// True for a stamp (history rows only, no SQL).
+    pub fn is_stamp(self) -> bool {
+        matches!(self, Goal::Stamp { .. })
+    }
+
     /// The command recorded in the run ledger.
     pub fn command(self) -> &'static str {
-        if self.is_revert() {
-            "rollback"
-        } else {
-            "migrate"
+        match self {
+            Goal::Head | Goal::UpTo { .. } => "migrate",
+            Goal::Stamp { .. } => "stamp",
+            Goal::Revert { .. } => "rollback",
         }
     }
 
@@ -290,7 +301,7 @@ impl Goal {
         }
         match self {
             Goal::Head => {}
-            Goal::UpTo { version } => {
+            Goal::UpTo { version } | Goal::Stamp { version } => {
                 st.pending.retain(|v| *v <= version);
                 if st.state == SchemaState::Behind && st.pending.is_empty() {
                     st.state = SchemaState::UpToDate;

@@ -97,7 +97,9 @@ async fn migrate_to_a_target_then_roll_back_a_subset_of_tenants(pool: PgPool) {
     run(&["migrate", "--target", "7"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--target 7 is not a version"));
+        .stderr(predicate::str::contains(
+            "version 7 is not in the selected migration sets",
+        ));
     run(&["migrate"]).assert().success();
 
     // Roll back the last two migrations of two tenants: the plan first.
@@ -179,4 +181,171 @@ async fn migrate_to_a_target_then_roll_back_a_subset_of_tenants(pool: PgPool) {
     // And forward again from there.
     run(&["migrate"]).assert().success();
     assert_eq!(versions(&pool, "t_02").await, vec![1, 2, 3]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn schemas_built_by_plain_sql_are_adopted_by_stamp_then_migrated(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, tenant) = reversible_sets();
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    // What another tool left: tables, no history table.
+    exec(&pool, "CREATE TABLE public.plans (id int PRIMARY KEY)").await;
+    for t in tenants(3) {
+        exec(
+            &pool,
+            &format!(
+                "CREATE SCHEMA {t}; CREATE TABLE {t}.items (id int PRIMARY KEY, name text, note text)"
+            ),
+        )
+        .await;
+    }
+    // Without stamping, migrate would run 0001 again and fail.
+    run(&["migrate", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 tenants: 0001, 0002, 0003"));
+    run(&["stamp", "2", "--dry-run"]).assert().success().stdout(
+        predicate::str::contains("shared schema public: stamp 0001")
+            .and(predicate::str::contains("3 tenants: stamp 0001, 0002")),
+    );
+    assert!(history(&pool, "t_01").await.is_empty());
+    run(&["stamp", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 tenants stamped"));
+    for t in tenants(3) {
+        assert_eq!(versions(&pool, &t).await, vec![1, 2]);
+    }
+    assert_eq!(versions(&pool, "public").await, vec![1]);
+    let runs = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM tenantmig.runs WHERE command = 'stamp'",
+    )
+    .await;
+    assert_eq!(runs, 1);
+    // Now only 0003 runs.
+    run(&["migrate"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 tenants migrated"));
+    for t in tenants(3) {
+        assert_eq!(versions(&pool, &t).await, vec![1, 2, 3]);
+        assert!(table_exists(&pool, &t, "notes").await);
+    }
+    run(&["status"]).assert().success();
+    // Stamping a schema that does not exist fails for it, and a version no
+    // set has is refused.
+    run(&["stamp", "2", "--tenant", "t_09"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("t_09").and(predicate::str::contains("does not exist")));
+    assert!(!table_exists(&pool, "t_09", "_sqlx_migrations").await);
+    run(&["stamp", "12"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "version 12 is not in the selected migration sets",
+        ));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failed_no_transaction_migration_is_repaired_and_edited_checksums_re_recorded(
+    pool: PgPool,
+) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = folder(&[]);
+    let tenant = folder(&[
+        ("0001_items.sql", "CREATE TABLE items (id int, name text);"),
+        (
+            "0002_items_idx.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY items_name_idx ON items (name);\nCREATE INDEX CONCURRENTLY items_title_idx ON items (name, id);",
+        ),
+        ("0003_tags.sql", "CREATE TABLE tags (id int);"),
+    ]);
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    for t in tenants(3) {
+        exec(&pool, &format!("CREATE SCHEMA {t}")).await;
+    }
+    // In t_02 the second index's name is taken: its statement fails after
+    // the first index was built.
+    exec(&pool, "CREATE TABLE t_02.items_title_idx (x int)").await;
+    run(&["migrate", "--max-failures", "5"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("2 tenants migrated").and(predicate::str::contains(
+                "CREATE INDEX CONCURRENTLY items_title_idx",
+            )),
+        );
+    assert_eq!(history(&pool, "t_02").await, vec![(1, true), (2, false)]);
+    // Refused until repaired.
+    run(&["migrate"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("tenantmig repair"));
+    // Fixed by hand, then marked applied.
+    exec(
+        &pool,
+        "DROP TABLE t_02.items_title_idx; CREATE INDEX items_title_idx ON t_02.items (name, id)",
+    )
+    .await;
+    run(&["repair", "--mark-applied", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "t_02: failed migration 2 — will mark as applied",
+        ));
+    run(&["repair", "--mark-applied"]).assert().code(2);
+    assert_eq!(history(&pool, "t_02").await, vec![(1, true), (2, false)]);
+    run(&["repair", "--mark-applied", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(history(&pool, "t_02").await, vec![(1, true), (2, true)]);
+    run(&["migrate"]).assert().success();
+    assert_eq!(versions(&pool, "t_02").await, vec![1, 2, 3]);
+
+    // A comment added to an applied file: every schema reports it, migrate
+    // refuses, repair --checksums shows the change and needs --yes.
+    let edited = "-- items: one row per item\nCREATE TABLE items (id int, name text);";
+    write(tenant.path(), "0001_items.sql", edited);
+    run(&["status"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("checksum mismatch"));
+    run(&["migrate"]).assert().code(1);
+    run(&["repair", "--checksums"])
+        .assert()
+        .code(2)
+        .stdout(
+            predicate::str::contains("tenant 0001 items")
+                .and(predicate::str::contains("in 3 schemas: t_01, t_02, t_03")),
+        )
+        .stderr(predicate::str::contains("rerun with --yes"));
+    run(&["repair", "--checksums", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("repaired 3 row(s) in 3 schema(s)"));
+    run(&["status"]).assert().success();
+    let recorded = scalar_i64(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM t_03._sqlx_migrations WHERE version = 1 AND checksum = sha384(convert_to($q${edited}$q$, 'UTF8'))"
+        ),
+    )
+    .await;
+    assert_eq!(recorded, 1, "the file's SHA-384 is recorded");
+    run(&["repair", "--checksums"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to repair"));
 }

@@ -171,7 +171,10 @@ async fn inv2_a_failed_no_transaction_file_is_refused_until_repair(pool: PgPool)
         .await
         .unwrap();
     assert_eq!(items.len(), 2);
-    engine.repair(&items, false, &[]).await.unwrap();
+    engine
+        .repair(&items, tenantmig::repair::RepairAction::Clear, &[])
+        .await
+        .unwrap();
     assert_eq!(history(&pool, "t_01").await, vec![(1, true)]);
     let (done, _) = migrate(&s, select(&tenants(2))).await;
     assert!(done.is_success(), "{:?}", done.tenants);
