@@ -257,6 +257,22 @@ pub async fn set_session(
     Ok(())
 }
 
+/// Sets the session's search path to one schema.
+pub async fn set_search_path(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!("SET search_path TO {}", quote_ident(schema));
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+    Ok(())
+}
+
+/// Drops a schema and everything in it, if it exists.
+pub async fn drop_schema_cascade(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // language=SQL
+    let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+    Ok(())
+}
+
 /// Undoes whatever a migration may have changed in the session.
 pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     // language=SQL

@@ -1363,6 +1363,23 @@ async fn apply_no_tx(
     Ok(vec![(m.version, took)])
 }
 
+/// Applies one migration with its history row, in a transaction or, for a
+/// `-- no-transaction` file, statement by statement (used to build scratch
+/// schemas, where no lock, retry or ledger is needed).
+pub(crate) async fn apply_migration(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    m: &Migration,
+) -> Result<(), sqlx::Error> {
+    let r = if m.no_tx {
+        apply_no_tx(conn, schema, table, m).await
+    } else {
+        apply_group(conn, schema, table, &[m]).await
+    };
+    r.map(|_| ()).map_err(|e| e.source)
+}
+
 /// Reverts transactional migrations in one transaction: each `.down.sql`
 /// and the removal of its history row commit together, so a migration is
 /// either still applied or fully undone.

@@ -58,6 +58,7 @@ pub mod repair;
 pub mod snapshot;
 pub mod state;
 pub mod tenants;
+pub mod verify;
 
 pub use config::{Settings, Strategy, TransactionMode, VersionSettings};
 pub use copy::{CopyOptions, CopyReport, Verify};

@@ -68,6 +68,8 @@ enum Command {
     Rollback(RollbackArgs),
     /// Record migrations up to VERSION as applied without running them, to adopt schemas built by another tool.
     Stamp(StampArgs),
+    /// Drift check: compare every tenant's real structure (from the catalogs) with a reference; exit 1 on any difference.
+    Verify(VerifyArgs),
     /// Show each schema's applied version, pending count and state; exit 1 unless all are up to date.
     Status(SelectArgs),
     /// List the tenants and where the list came from.
@@ -346,6 +348,15 @@ struct PlanArgs {
     /// Plan `migrate --target VERSION`: only versions up to this one.
     #[arg(long, value_name = "VERSION")]
     target: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    filter: TenantFilter,
+    /// Compare with this tenant schema [default: a scratch schema built from the tenant migrations, dropped afterwards].
+    #[arg(long, value_name = "TENANT")]
+    reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -721,6 +732,26 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 ..MigrateOptions::default()
             };
             run_and_report(stdout, g.format, &engine, &opts, human).await
+        }
+        Command::Verify(a) => {
+            let selection = Selection {
+                shared: false,
+                tenants: true,
+                tenant_names: a.filter.tenants.clone(),
+                exclude: a.filter.exclude.clone(),
+            };
+            let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+            let report = engine
+                .verify(&tenantmig::verify::VerifyOptions {
+                    selection,
+                    reference: a.reference.clone(),
+                })
+                .await?;
+            match g.format {
+                Format::Json => output::json_line(stdout, &report)?,
+                Format::Human => output::verify_human(stdout, &report)?,
+            }
+            Ok(if report.has_drift() { 1 } else { 0 })
         }
         Command::Status(a) => {
             let selection = a.selection();

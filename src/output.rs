@@ -718,6 +718,88 @@ pub fn checksum_repairs_human(
     Ok(())
 }
 
+/// `verify` for people: tenants grouped by structure, the reference's
+/// group first, and for each other group what differs.
+pub fn verify_human(w: &mut dyn Write, r: &crate::verify::VerifyReport) -> io::Result<()> {
+    writeln!(
+        w,
+        "reference: {} ({} objects, fingerprint {})",
+        r.reference, r.reference_objects, r.reference_fingerprint
+    )?;
+    for g in &r.groups {
+        if g.matches_reference {
+            writeln!(
+                w,
+                "{} {} the reference ({})",
+                tenants_word(g.tenants.len()),
+                if g.tenants.len() == 1 {
+                    "matches"
+                } else {
+                    "match"
+                },
+                names_list(&g.tenants.iter().map(String::as_str).collect::<Vec<_>>())
+            )?;
+            continue;
+        }
+        let names: Vec<&str> = g.tenants.iter().map(String::as_str).collect();
+        writeln!(
+            w,
+            "{} with fingerprint {} ({}):",
+            tenants_word(g.tenants.len()),
+            g.fingerprint,
+            names_list(&names)
+        )?;
+        for d in g.differences.iter().take(DIFFERENCES_SHOWN) {
+            writeln!(w, "  {d}")?;
+        }
+        if g.differences.len() > DIFFERENCES_SHOWN {
+            writeln!(
+                w,
+                "  … and {} more (--format json lists them all)",
+                g.differences.len() - DIFFERENCES_SHOWN
+            )?;
+        }
+    }
+    if !r.missing.is_empty() {
+        let names: Vec<&str> = r.missing.iter().map(String::as_str).collect();
+        writeln!(
+            w,
+            "{} without a schema: {}",
+            tenants_word(names.len()),
+            names_list(&names)
+        )?;
+    }
+    if !r.invalid.is_empty() {
+        let names: Vec<&str> = r.invalid.iter().map(String::as_str).collect();
+        writeln!(w, "invalid tenant names: {}", names_list(&names))?;
+    }
+    if r.has_drift() {
+        writeln!(
+            w,
+            "drift: {} of {} differ from the reference{} in {:.1}s",
+            thousands(r.drifted()),
+            tenants_word(r.tenants_checked),
+            if r.missing.is_empty() {
+                String::new()
+            } else {
+                format!(", {} missing", thousands(r.missing.len()))
+            },
+            r.duration_ms as f64 / 1000.0
+        )?;
+    } else {
+        writeln!(
+            w,
+            "no drift: {} match the reference in {:.1}s",
+            tenants_word(r.tenants_checked),
+            r.duration_ms as f64 / 1000.0
+        )?;
+    }
+    Ok(())
+}
+
+/// Differences printed per group before "… and N more".
+const DIFFERENCES_SHOWN: usize = 20;
+
 /// The end of a migrate run for people: counts, then every failure.
 pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(s) = &r.shared

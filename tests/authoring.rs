@@ -349,3 +349,92 @@ async fn a_failed_no_transaction_migration_is_repaired_and_edited_checksums_re_r
         .success()
         .stdout(predicate::str::contains("nothing to repair"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn verify_finds_a_tenant_altered_by_hand_and_leaves_no_scratch_schema(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, tenant) = (repo_dir("shared"), repo_dir("tenant"));
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), &shared, &tenant);
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    for t in tenants(5) {
+        exec(&pool, &format!("CREATE SCHEMA {t}")).await;
+    }
+    run(&["migrate"]).assert().success();
+    run(&["verify"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "no drift: 5 tenants match the reference",
+        ));
+
+    // A scratch schema a killed verify left behind is cleaned up.
+    exec(
+        &pool,
+        "CREATE SCHEMA _tenantmig_verify_0dead; COMMENT ON SCHEMA _tenantmig_verify_0dead IS 'tenantmig verify scratch schema; dropped when verify ends'",
+    )
+    .await;
+    // By hand, in t_03: an index dropped and a column's type changed.
+    exec(
+        &pool,
+        "DROP INDEX t_03.documents_created_at_idx; ALTER TABLE t_03.executions ALTER COLUMN status TYPE varchar(32)",
+    )
+    .await;
+    let out = run(&["verify"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("4 tenants match the reference (t_01, t_02, t_04, t_05)")
+                .and(predicate::str::contains("1 tenant with fingerprint"))
+                .and(predicate::str::contains("(t_03):"))
+                .and(predicate::str::contains("index documents_created_at_idx missing"))
+                .and(predicate::str::contains(
+                    "column executions.status character varying(32) not null default 'queued'::text, expected text not null default 'queued'::text",
+                ))
+                .and(predicate::str::contains("drift: 1 of 5 tenants")),
+        )
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("t_01:"), "{text}");
+    let leftovers = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '\\_tenantmig\\_verify%'",
+    )
+    .await;
+    assert_eq!(leftovers, 0, "scratch schemas are dropped");
+
+    // Against a named tenant, as JSON.
+    let out = run(&["verify", "--reference", "t_03", "--format", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report = last_json(&out);
+    assert_eq!(report["reference"], "tenant t_03");
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["matches_reference"], true);
+    assert_eq!(groups[0]["tenants"], serde_json::json!(["t_03"]));
+    assert_eq!(groups[1]["tenants"].as_array().unwrap().len(), 4);
+    assert!(
+        groups[1]["differences"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(
+                "index documents_created_at_idx not in the reference"
+            ))
+    );
+    run(&["verify", "--reference", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--reference nope: no such schema"));
+    run(&["verify", "--tenant", "t_01", "--tenant", "t_02"])
+        .assert()
+        .success();
+}
