@@ -63,13 +63,15 @@ pub fn slug(description: &str) -> String {
     out
 }
 
-/// Writes a new migration into `dir`; returns the files written.
+/// Writes a new migration into `dir`; returns the files written (with
+/// `dry_run`, the files it would write, writing nothing).
 pub fn new_migration(
     dir: &Path,
     description: &str,
     reversible: bool,
     style: VersionStyle,
     now: DateTime<Utc>,
+    dry_run: bool,
 ) -> Result<Vec<PathBuf>> {
     let name = slug(description);
     if name.is_empty() {
@@ -79,13 +81,17 @@ pub fn new_migration(
             ),
         });
     }
-    if !dir.is_dir() {
+    if !dir.is_dir() && !dry_run {
         std::fs::create_dir_all(dir).map_err(|source| Error::MigrationDir {
             path: dir.to_path_buf(),
             source,
         })?;
     }
-    let set = MigrationSet::load(dir)?;
+    let set = if dir.is_dir() {
+        MigrationSet::load(dir)?
+    } else {
+        MigrationSet::default()
+    };
     let (version, width) = next_version(&set, style, now);
     let stem = format!("{version:0width$}_{name}");
     let files: Vec<(PathBuf, String)> = if reversible {
@@ -105,6 +111,9 @@ pub fn new_migration(
             format!("-- {description}\n"),
         )]
     };
+    if dry_run {
+        return Ok(files.into_iter().map(|(p, _)| p).collect());
+    }
     for (path, text) in &files {
         // create_new: never overwrite a file, even one written meanwhile.
         use std::io::Write;
@@ -179,7 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("0001_a.sql"), "select 1").unwrap();
         let now = at("2026-11-22T10:15:00Z");
-        let files = new_migration(dir.path(), "add tags", true, VersionStyle::Auto, now).unwrap();
+        let files = new_migration(dir.path(), "add tags", true, VersionStyle::Auto, now, false).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -187,7 +196,7 @@ mod tests {
         assert_eq!(names, ["0002_add_tags.up.sql", "0002_add_tags.down.sql"]);
         let set = MigrationSet::load(dir.path()).unwrap();
         assert!(set.migrations[1].is_reversible());
-        let err = new_migration(dir.path(), "!!", false, VersionStyle::Auto, now).unwrap_err();
+        let err = new_migration(dir.path(), "!!", false, VersionStyle::Auto, now, false).unwrap_err();
         assert!(err.to_string().contains("no letters"), "{err}");
     }
 }

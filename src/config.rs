@@ -291,6 +291,26 @@ pub struct Settings {
     pub create_missing_schemas: bool,
     /// Versions that `migrate-to` can move to, by name (`[versions.v2]`).
     pub versions: BTreeMap<String, VersionSettings>,
+    /// How `tenantmig new` numbers migrations: `auto` (as the folder
+    /// does), `sequential` or `timestamp`.
+    pub version_style: crate::authoring::VersionStyle,
+    /// What `migrate` does with lint findings in the migrations it is about
+    /// to run: `warn` (print them and go on), `deny` (refuse to start) or
+    /// `off`.
+    pub lint: LintPolicy,
+}
+
+/// What `migrate` does with lint findings (see `tenantmig lint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LintPolicy {
+    /// Do not lint before migrating.
+    Off,
+    /// Print each finding as a warning, then migrate.
+    #[default]
+    Warn,
+    /// Refuse to migrate while any pending migration has a finding.
+    Deny,
 }
 
 impl Default for Settings {
@@ -313,6 +333,8 @@ impl Default for Settings {
             transaction_mode: TransactionMode::PerSchema,
             create_missing_schemas: true,
             versions: BTreeMap::new(),
+            version_style: crate::authoring::VersionStyle::Auto,
+            lint: LintPolicy::Warn,
         }
     }
 }

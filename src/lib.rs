@@ -60,7 +60,7 @@ pub mod state;
 pub mod tenants;
 pub mod verify;
 
-pub use config::{Settings, Strategy, TransactionMode, VersionSettings};
+pub use config::{LintPolicy, Settings, Strategy, TransactionMode, VersionSettings};
 pub use copy::{CopyOptions, CopyReport, Verify};
 pub use engine::{Engine, MigrateOptions, RunReport, Selection, StatusReport};
 pub use error::{Error, Result};

@@ -139,9 +139,12 @@ struct NewArgs {
     /// Write an .up.sql/.down.sql pair, so `rollback` can undo it.
     #[arg(long)]
     reversible: bool,
-    /// How to number it: as the folder does (auto), the last version + 1, or the UTC time.
-    #[arg(long, value_enum, default_value_t = tenantmig::authoring::VersionStyle::Auto)]
-    style: tenantmig::authoring::VersionStyle,
+    /// How to number it: as the folder does (auto), the last version + 1, or the UTC time [config: version_style; default: auto].
+    #[arg(long, value_enum)]
+    style: Option<tenantmig::authoring::VersionStyle>,
+    /// Print the file names it would write, and write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -1058,14 +1061,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 dir,
                 &a.description.join(" "),
                 a.reversible,
-                a.style,
+                a.style.unwrap_or(s.version_style),
                 chrono::Utc::now(),
+                a.dry_run,
             )?;
             match g.format {
                 Format::Json => output::json_line(stdout, &files)?,
                 Format::Human => {
+                    let verb = if a.dry_run { "would create" } else { "created" };
                     for f in &files {
-                        writeln!(stdout, "created {}", f.display())?;
+                        writeln!(stdout, "{verb} {}", f.display())?;
                     }
                 }
             }
