@@ -39,6 +39,8 @@
 //! - [`snapshot`]: rollback points (copies under dated names, restore by
 //!   renaming).
 //! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
+//! - `lint`: checks migrations with PostgreSQL's own parser before they run
+//!   (feature `lint`, on by default).
 //! - [`output`]: human and JSON printers of events and reports.
 
 pub mod authoring;
@@ -51,6 +53,8 @@ pub mod events;
 pub mod ident;
 pub mod ledger;
 pub mod lifecycle;
+#[cfg(feature = "lint")]
+pub mod lint;
 pub mod migration;
 pub mod moves;
 pub mod output;

@@ -1,0 +1,2 @@
+-- Exports moved to object storage.
+DROP TABLE legacy_exports;

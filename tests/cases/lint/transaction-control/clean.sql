@@ -1,0 +1,2 @@
+-- Runs in one transaction with its history row.
+ALTER TABLE documents ADD COLUMN summary text;

@@ -1,0 +1,3 @@
+BEGIN;
+ALTER TABLE documents ADD COLUMN summary text;
+COMMIT;
