@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source-path=SCRIPTDIR/..
 source scripts/pg.sh
+# shellcheck source-path=SCRIPTDIR/..
+source scripts/build-deps.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -21,6 +23,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+tm_ensure_build_deps
 tm_ensure_postgres
 
 step "cargo build --release"

@@ -9,12 +9,15 @@
 #
 # Steps: example migrations and the worked example of a version move
 # (examples/v2) checked with plain psql, cargo fmt --check,
-# cargo clippy -D warnings, cargo test (all targets), cargo test --doc.
+# cargo clippy -D warnings (with and without the lint feature), cargo test
+# (all targets), cargo test --doc.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source-path=SCRIPTDIR/..
 source scripts/pg.sh
+# shellcheck source-path=SCRIPTDIR/..
+source scripts/build-deps.sh
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -32,6 +35,7 @@ for component in fmt clippy; do
     fi
 done
 
+tm_ensure_build_deps
 tm_ensure_postgres
 export DATABASE_URL
 
@@ -47,6 +51,9 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+step "cargo clippy --no-default-features (a build without lint, for machines without libclang)"
+cargo clippy --no-default-features --all-targets -- -D warnings
 
 step "cargo test --all-targets -- --test-threads=4"
 cargo test --all-targets -- --test-threads=4

@@ -188,7 +188,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("0001_a.sql"), "select 1").unwrap();
         let now = at("2026-11-22T10:15:00Z");
-        let files = new_migration(dir.path(), "add tags", true, VersionStyle::Auto, now, false).unwrap();
+        let files =
+            new_migration(dir.path(), "add tags", true, VersionStyle::Auto, now, false).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -196,7 +197,8 @@ mod tests {
         assert_eq!(names, ["0002_add_tags.up.sql", "0002_add_tags.down.sql"]);
         let set = MigrationSet::load(dir.path()).unwrap();
         assert!(set.migrations[1].is_reversible());
-        let err = new_migration(dir.path(), "!!", false, VersionStyle::Auto, now, false).unwrap_err();
+        let err =
+            new_migration(dir.path(), "!!", false, VersionStyle::Auto, now, false).unwrap_err();
         assert!(err.to_string().contains("no letters"), "{err}");
     }
 }

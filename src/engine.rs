@@ -457,6 +457,67 @@ impl Engine {
         Ok(plan)
     }
 
+    /// The migrations a plan would apply, each once: the shared schema's,
+    /// then every version some tenant lacks, in version order.
+    pub fn pending_migrations<'a>(&'a self, plan: &StatusReport) -> Vec<&'a Migration> {
+        let mut tenant: std::collections::BTreeSet<i64> = Default::default();
+        for t in &plan.tenants {
+            if !t.state.is_refused() {
+                tenant.extend(t.pending.iter().copied());
+            }
+        }
+        let shared = plan
+            .shared
+            .iter()
+            .filter(|s| !s.state.is_refused())
+            .flat_map(|s| s.pending.iter())
+            .filter_map(|v| {
+                self.shared_set
+                    .index_of(*v)
+                    .map(|i| &self.shared_set.migrations[i])
+            });
+        let tenant = tenant.into_iter().filter_map(|v| {
+            self.tenant_set
+                .index_of(v)
+                .map(|i| &self.tenant_set.migrations[i])
+        });
+        shared.chain(tenant).collect()
+    }
+
+    /// Lints what a plan is about to apply, as the `lint` setting says:
+    /// each finding as a warning event, or a refusal before anything runs.
+    #[cfg(feature = "lint")]
+    fn lint_plan(&self, plan: &StatusReport) -> Result<()> {
+        use crate::config::LintPolicy;
+        let policy = self.settings.lint;
+        if policy == LintPolicy::Off || plan.goal.is_revert() || plan.goal.is_stamp() {
+            return Ok(());
+        }
+        let findings = crate::lint::lint_migrations(self.pending_migrations(plan));
+        if findings.is_empty() {
+            return Ok(());
+        }
+        if policy == LintPolicy::Deny {
+            let list: Vec<String> = findings
+                .iter()
+                .map(|f| format!("  {}", f.describe()))
+                .collect();
+            return Err(Error::Usage {
+                message: format!(
+                    "lint found {} problem(s) in the migrations about to run, and the lint setting is deny; nothing was changed:\n{}\nfix them (each line names the safer form), or set lint = \"warn\" (TENANTMIG_LINT=warn) to run anyway",
+                    findings.len(),
+                    list.join("\n")
+                ),
+            });
+        }
+        for f in findings {
+            self.sink.emit(Event::Warning {
+                message: format!("lint: {}", f.describe()),
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses a target version that no selected set has (a typo would
     /// otherwise run everything, or nothing).
     fn check_goal(&self, goal: Goal) -> Result<()> {
@@ -579,6 +640,10 @@ impl Engine {
         // the command before anything (even the control schema) is created.
         let mut plan = self.status_with(&mut control, &opts.selection).await?;
         self.aim(&mut plan, opts.goal)?;
+        #[cfg(feature = "lint")]
+        if !opts.dry_run {
+            self.lint_plan(&plan)?;
+        }
         let mut report = RunReport {
             run_id: None,
             dry_run: opts.dry_run,

@@ -68,6 +68,8 @@ enum Command {
     Rollback(RollbackArgs),
     /// Record migrations up to VERSION as applied without running them, to adopt schemas built by another tool.
     Stamp(StampArgs),
+    /// Check migrations for statements that fail or lock on tables with rows, with PostgreSQL's own parser: the pending ones, every one (--all) or the files named.
+    Lint(LintArgs),
     /// Drift check: compare every tenant's real structure (from the catalogs) with a reference; exit 1 on any difference.
     Verify(VerifyArgs),
     /// Show each schema's applied version, pending count and state; exit 1 unless all are up to date.
@@ -351,6 +353,26 @@ struct PlanArgs {
     /// Plan `migrate --target VERSION`: only versions up to this one.
     #[arg(long, value_name = "VERSION")]
     target: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+struct LintArgs {
+    /// Migration files to check [default: the migrations pending in some schema, which needs the database].
+    #[arg(value_name = "FILE", conflicts_with = "all")]
+    files: Vec<PathBuf>,
+    /// Check every migration of both sets, without connecting to the database.
+    #[arg(long)]
+    all: bool,
+    /// Also fail (exit 1) on warnings, not only on errors.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    deny: Option<DenyLevel>,
+}
+
+/// What `lint --deny` turns into a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DenyLevel {
+    /// Warnings as well as errors.
+    Warnings,
 }
 
 #[derive(Debug, Args)]
@@ -736,6 +758,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             run_and_report(stdout, g.format, &engine, &opts, human).await
         }
+        Command::Lint(a) => lint_command(stdout, g, a).await,
         Command::Verify(a) => {
             let selection = Selection {
                 shared: false,
@@ -1184,6 +1207,75 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 /// `migrate-to VERSION`: the plan, the move, or `--abort`.
+/// `tenantmig lint`: exit 1 on an error finding (or any finding with
+/// `--deny warnings`).
+#[cfg(feature = "lint")]
+async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Result<u8, Failure> {
+    use tenantmig::lint;
+    let mut findings = Vec::new();
+    let checked;
+    if !a.files.is_empty() {
+        for f in &a.files {
+            let sql = std::fs::read_to_string(f).map_err(|e| Error::Usage {
+                message: format!("cannot read {}: {e}", f.display()),
+            })?;
+            let no_tx = sql.starts_with(tenantmig::migration::NO_TX_MARKER);
+            findings.extend(lint::lint_sql(f, &sql, no_tx));
+        }
+        checked = a.files.len();
+    } else if a.all {
+        // Files only: no database needed.
+        let s = settings(g)?;
+        let shared = tenantmig::MigrationSet::load(&s.shared_migrations)?;
+        let tenant = tenantmig::MigrationSet::load(&s.tenant_migrations)?;
+        checked = shared.len() + tenant.len();
+        findings = lint::lint_migrations(shared.migrations.iter().chain(&tenant.migrations));
+    } else {
+        let selection = Selection::all();
+        let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
+        let plan = engine.plan(&selection).await?;
+        let ms = engine.pending_migrations(&plan);
+        checked = ms.len();
+        findings = lint::lint_migrations(ms);
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == lint::Severity::Error)
+        .count();
+    match g.format {
+        Format::Json => output::json_line(stdout, &findings)?,
+        Format::Human => {
+            for f in &findings {
+                writeln!(stdout, "{}", f.describe())?;
+            }
+            writeln!(
+                stdout,
+                "{} file{} checked: {errors} error{}, {} warning{}",
+                checked,
+                if checked == 1 { "" } else { "s" },
+                if errors == 1 { "" } else { "s" },
+                findings.len() - errors,
+                if findings.len() - errors == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            )?;
+        }
+    }
+    let fail = errors > 0 || (a.deny.is_some() && !findings.is_empty());
+    Ok(if fail { 1 } else { 0 })
+}
+
+/// Without the `lint` feature the command only says so.
+#[cfg(not(feature = "lint"))]
+async fn lint_command(_: &mut dyn Write, _: &Global, _: &LintArgs) -> Result<u8, Failure> {
+    Err(Error::Usage {
+        message: "this tenantmig was built without the lint feature (it needs libclang to build PostgreSQL's parser); rebuild with default features".into(),
+    }
+    .into())
+}
+
 /// Prints a plan (migrate, rollback or stamp) as text or JSON.
 fn print_plan(
     stdout: &mut dyn Write,

@@ -438,3 +438,106 @@ async fn verify_finds_a_tenant_altered_by_hand_and_leaves_no_scratch_schema(pool
         .assert()
         .success();
 }
+
+/// Every lint rule: its `trigger.sql` gives a finding of that rule (and
+/// only of it), its `clean.sql` (the safer form) gives none.
+#[test]
+fn each_lint_rule_fires_on_its_trigger_file_and_not_on_its_clean_form() {
+    let cases = repo_dir("tests/cases/lint");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = 0;
+    for entry in std::fs::read_dir(&cases).unwrap() {
+        let rule_dir = entry.unwrap().path();
+        let rule = rule_dir.file_name().unwrap().to_string_lossy().to_string();
+        let lint = |file: &str| {
+            let out = cli("postgres://unused", dir.path())
+                .args(["lint", "--format", "json"])
+                .arg(rule_dir.join(file))
+                .output()
+                .unwrap();
+            (out.status.code(), last_json(&out.stdout))
+        };
+        let (code, found) = lint("trigger.sql");
+        let codes: Vec<&str> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert!(
+            !codes.is_empty() && codes.iter().all(|c| *c == rule),
+            "{rule}: {codes:?}"
+        );
+        let f = &found[0];
+        assert!(f["line"].as_u64().unwrap() >= 1);
+        assert!(f["file"].as_str().unwrap().ends_with("trigger.sql"));
+        assert!(!f["safer"].as_str().unwrap().is_empty());
+        let errors = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "error");
+        assert_eq!(code, Some(if errors { 1 } else { 0 }), "{rule}");
+        let (code, found) = lint("clean.sql");
+        assert_eq!(found, serde_json::json!([]), "{rule}: the clean form");
+        assert_eq!(code, Some(0));
+        rules += 1;
+    }
+    assert!(rules >= 11, "one folder per rule");
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_lints_the_pending_migrations_first_and_warns_or_refuses(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = folder(&[]);
+    let tenant = folder(&[(
+        "0001_docs.sql",
+        "CREATE TABLE docs (id int, created_at timestamptz);\nCREATE INDEX docs_created_idx ON docs (created_at);",
+    )]);
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    for t in tenants(2) {
+        exec(&pool, &format!("CREATE SCHEMA {t}")).await;
+    }
+    // An index on a table the same file creates is fine.
+    run(&["lint"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "1 file checked: 0 errors, 0 warnings",
+        ));
+    run(&["migrate"]).assert().success();
+    run(&["lint"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 files checked"));
+    // The next migration indexes the existing table without CONCURRENTLY.
+    write(
+        tenant.path(),
+        "0002_docs_id.sql",
+        "\n-- look-ups by id\nCREATE INDEX docs_id_idx ON docs (id);",
+    );
+    run(&["lint", "--deny", "warnings"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "0002_docs_id.sql:3: warning [index-not-concurrent]",
+        ));
+    run(&["migrate"])
+        .env("TENANTMIG_LINT", "deny")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("lint found 1 problem(s)")
+                .and(predicate::str::contains("nothing was changed")),
+        );
+    assert_eq!(history(&pool, "t_01").await.len(), 1);
+    run(&["migrate"]).assert().success().stderr(
+        predicate::str::contains("lint: ").and(predicate::str::contains("index-not-concurrent")),
+    );
+    assert_eq!(history(&pool, "t_01").await.len(), 2);
+}
