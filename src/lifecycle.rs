@@ -231,6 +231,14 @@ impl Engine {
         Ok(true)
     }
 
+    /// True when the schema exists.
+    pub async fn schema_exists(&self, name: &str) -> Result<bool> {
+        let mut conn = self.connection().await?;
+        db::schema_exists(&mut conn, name)
+            .await
+            .map_err(Error::db(format!("looking up schema {name}")))
+    }
+
     /// What dropping `name` would remove; `None` when it does not exist.
     pub async fn drop_preview(&self, name: &str) -> Result<Option<DropPreview>> {
         let mut conn = self.connection().await?;

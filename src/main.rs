@@ -177,6 +177,9 @@ enum SnapshotCommand {
         /// Schemas copied at once [config: jobs; default: 4].
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        /// List the schemas that would be copied and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List snapshots, newest first: id, time, state, schemas, rows and size.
     List,
@@ -187,6 +190,9 @@ enum SnapshotCommand {
         /// Confirm the restore.
         #[arg(long)]
         yes: bool,
+        /// Show the renames and change nothing (exit 0).
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
     },
     /// Drop the copies of snapshots older than a duration (never a restored copy, which is live); --yes confirms.
     Prune {
@@ -196,6 +202,9 @@ enum SnapshotCommand {
         /// Confirm the drop.
         #[arg(long)]
         yes: bool,
+        /// List what would be dropped and change nothing (exit 0).
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
     },
 }
 
@@ -230,6 +239,9 @@ struct CreateSchemaArgs {
     /// Bring the new schema to head with this migration set right away.
     #[arg(long, value_enum, value_name = "SET")]
     apply: Option<ApplySet>,
+    /// Say what would be created (and, with --apply, which migrations would run) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +257,9 @@ struct DropSchemaArgs {
     /// Also allow dropping the shared or control schema (with --yes).
     #[arg(long)]
     allow_shared: bool,
+    /// Only show what would be dropped (exit 0).
+    #[arg(long, conflicts_with = "yes")]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +277,9 @@ struct CopyArgs {
     /// Check before the copy is put in place: row counts per table, row counts and row hashes, or nothing.
     #[arg(long, value_enum, default_value_t = Verify::Counts)]
     verify: Verify,
+    /// Check the names and show what would be copied (tables, approximate rows, size); change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +291,9 @@ enum TenantCommand {
         /// Copy this up-to-date schema instead of running the tenant migrations (faster for long histories).
         #[arg(long, value_name = "SCHEMA")]
         from_template: Option<String>,
+        /// Say how the tenant would be created and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Drop a tenant's schema and unregister it; without --yes only show what would go.
     Remove {
@@ -281,6 +302,9 @@ enum TenantCommand {
         /// Confirm the drop.
         #[arg(long)]
         yes: bool,
+        /// Only show what would be dropped (exit 0).
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
     },
 }
 
@@ -941,6 +965,33 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let (events, human) = sink(g);
             let engine = Engine::new(s, &selection, events)?;
+            if a.dry_run {
+                let exists = engine.schema_exists(&a.name).await?;
+                if exists && !a.if_not_exists {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "schema {:?} already exists; pass --if-not-exists to accept it",
+                            a.name
+                        ),
+                    }
+                    .into());
+                }
+                writeln!(
+                    stdout,
+                    "{} schema {}",
+                    if exists {
+                        "would keep the existing"
+                    } else {
+                        "would create"
+                    },
+                    a.name
+                )?;
+                if a.apply.is_some() {
+                    let plan = engine.plan_for(&selection, Goal::Head).await?;
+                    print_plan(stdout, g.format, &engine, &plan, false)?;
+                }
+                return Ok(0);
+            }
             let created = engine.create_schema(&a.name, a.if_not_exists).await?;
             let mut report = None;
             if a.apply.is_some() {
@@ -993,7 +1044,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 stdout,
                 &a.name,
                 a.if_exists,
-                a.yes,
+                Confirm::from_flags(a.dry_run, a.yes),
                 "drop-schema",
             )
             .await
@@ -1003,6 +1054,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let jobs = a.jobs.unwrap_or(s.jobs);
             let (events, human) = sink(g);
             let engine = Engine::new(s, &Selection::default(), events)?;
+            if a.dry_run {
+                return copy_dry_run(&engine, g, stdout, a).await;
+            }
             let opts = CopyOptions {
                 data: !a.no_data,
                 verify: a.verify,
@@ -1051,6 +1105,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Tenant(TenantCommand::Add {
             name,
             from_template,
+            dry_run,
         }) => {
             let selection = Selection {
                 shared: false,
@@ -1060,6 +1115,37 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let (events, human) = sink(g);
             let engine = Engine::new(settings(g)?, &selection, events)?;
+            if *dry_run {
+                tenantmig::ident::validate_schema_name(name).map_err(Error::from)?;
+                if engine.schema_exists(name).await? {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "schema {name:?} already exists; to bring it to head run `tenantmig migrate --tenant {name}`"
+                        ),
+                    }
+                    .into());
+                }
+                let how = match from_template {
+                    Some(t) => format!("by copying the template schema {t}"),
+                    None => {
+                        let set = engine.tenant_set();
+                        format!(
+                            "by applying the {} tenant migrations{}",
+                            set.len(),
+                            set.head()
+                                .map(|h| format!(" (up to {})", set.fmt_version(h)))
+                                .unwrap_or_default()
+                        )
+                    }
+                };
+                let register = if engine.settings().tenants.query.is_some() {
+                    "; the tenant list comes from tenants.query, so add it to the application's table too"
+                } else {
+                    ", then register it"
+                };
+                writeln!(stdout, "would create tenant schema {name} {how}{register}")?;
+                return Ok(0);
+            }
             let r = engine
                 .tenant_add(name, from_template.as_deref(), &args_for_ledger(), ctrl_c())
                 .await;
@@ -1197,16 +1283,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Tenant(TenantCommand::Remove { name, yes }) => {
+        Command::Tenant(TenantCommand::Remove { name, yes, dry_run }) => {
             let s = settings(g)?;
             tenantmig::lifecycle::check_droppable(name, &s, false)?;
             let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
-            drop_command(&engine, g, stdout, name, false, *yes, "tenant remove").await
+            let confirm = Confirm::from_flags(*dry_run, *yes);
+            drop_command(&engine, g, stdout, name, false, confirm, "tenant remove").await
         }
     }
 }
 
-/// `migrate-to VERSION`: the plan, the move, or `--abort`.
 /// `tenantmig lint`: exit 1 on an error finding (or any finding with
 /// `--deny warnings`).
 #[cfg(feature = "lint")]
@@ -1313,6 +1399,7 @@ async fn run_and_report(
     Ok(if report.is_success() { 0 } else { 1 })
 }
 
+/// `migrate-to VERSION`: the plan, the move, or `--abort`.
 async fn migrate_to_command(
     a: &MigrateToArgs,
     g: &Global,
@@ -1417,7 +1504,11 @@ async fn snapshot_command(
     let s = settings(g)?;
     let jobs = s.jobs;
     match c {
-        SnapshotCommand::Create { filter, jobs: j } => {
+        SnapshotCommand::Create {
+            filter,
+            jobs: j,
+            dry_run,
+        } => {
             let jobs = j.unwrap_or(jobs);
             if jobs == 0 {
                 return Err(Error::Usage {
@@ -1433,6 +1524,28 @@ async fn snapshot_command(
             };
             let (events, human) = sink(g);
             let engine = Engine::new(s, &Selection::default(), events)?;
+            if *dry_run {
+                let mut names = Vec::new();
+                if selection.shared {
+                    names.push(engine.settings().shared_schema.clone());
+                }
+                names.extend(engine.tenants(&selection).await?.names);
+                let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S").to_string();
+                writeln!(
+                    stdout,
+                    "would copy {} schema(s), {jobs} at once, e.g. {} -> {}",
+                    names.len(),
+                    names.first().map(String::as_str).unwrap_or("-"),
+                    names
+                        .first()
+                        .map(|n| tenantmig::snapshot::snapshot_name(n, &stamp))
+                        .unwrap_or_default()
+                )?;
+                for n in &names {
+                    writeln!(stdout, "  {n}")?;
+                }
+                return Ok(0);
+            }
             let r = engine
                 .snapshot_create(
                     &selection,
@@ -1462,7 +1575,7 @@ async fn snapshot_command(
             }
             Ok(0)
         }
-        SnapshotCommand::Restore { id, yes } => {
+        SnapshotCommand::Restore { id, yes, dry_run } => {
             let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
             let r = engine
                 .snapshot_restore(*id, !yes, &args_for_ledger())
@@ -1471,7 +1584,7 @@ async fn snapshot_command(
                 Format::Json => output::json_line(stdout, &r)?,
                 Format::Human => output::restore_human(stdout, &r, *yes)?,
             }
-            if !yes {
+            if !yes && !dry_run {
                 return Err(Error::Usage {
                     message: format!(
                         "restoring snapshot {id} replaces {} live schema(s) (kept as a new snapshot); nothing was changed. Rerun with --yes to confirm",
@@ -1482,7 +1595,11 @@ async fn snapshot_command(
             }
             Ok(0)
         }
-        SnapshotCommand::Prune { older_than, yes } => {
+        SnapshotCommand::Prune {
+            older_than,
+            yes,
+            dry_run,
+        } => {
             let engine = Engine::new(s, &Selection::default(), Arc::new(NoEvents))?;
             let snaps = engine.snapshot_prune_plan(*older_than).await?;
             if snaps.is_empty() {
@@ -1505,6 +1622,9 @@ async fn snapshot_command(
                     &serde_json::json!({ "snapshots": snaps, "dropped": yes }),
                 )?,
                 Format::Human => output::snapshots_human(stdout, &snaps)?,
+            }
+            if *dry_run {
+                return Ok(0);
             }
             if !yes {
                 return Err(Error::Usage {
@@ -1529,13 +1649,93 @@ async fn snapshot_command(
 }
 
 /// `drop-schema` and `tenant remove`: preview, then drop only with `--yes`.
+/// `copy-into-new-schema --dry-run`: the names checked, the source's
+/// tables listed, nothing changed.
+async fn copy_dry_run(
+    engine: &Engine,
+    g: &Global,
+    stdout: &mut dyn Write,
+    a: &CopyArgs,
+) -> Result<u8, Failure> {
+    tenantmig::ident::validate_schema_name(&a.source).map_err(Error::from)?;
+    tenantmig::ident::validate_schema_name(&a.target).map_err(Error::from)?;
+    if engine.schema_exists(&a.target).await? {
+        return Err(Error::Usage {
+            message: format!(
+                "schema {:?} already exists; copy-into-new-schema only creates new schemas (drop it first with `tenantmig drop-schema`)",
+                a.target
+            ),
+        }
+        .into());
+    }
+    let Some(preview) = engine.drop_preview(&a.source).await? else {
+        return Err(Error::Usage {
+            message: format!(
+                "schema {:?} does not exist (names are case-sensitive)",
+                a.source
+            ),
+        }
+        .into());
+    };
+    match g.format {
+        Format::Json => output::json_line(
+            stdout,
+            &serde_json::json!({ "would_copy": preview, "into": a.target, "data": !a.no_data }),
+        )?,
+        Format::Human => {
+            let rows: i64 = preview
+                .tables
+                .iter()
+                .filter_map(|t| t.approx_rows)
+                .map(|r| r.max(0))
+                .sum();
+            writeln!(
+                stdout,
+                "would copy schema {} into the new schema {}: {} tables, about {} rows, {}{}",
+                a.source,
+                a.target,
+                preview.tables.len(),
+                output::thousands(rows as usize),
+                output::human_bytes(preview.bytes),
+                if a.no_data {
+                    " (structure only: --no-data)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// How a destructive command was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    /// `--dry-run`: show what would happen, exit 0.
+    Preview,
+    /// Neither flag: show what would happen, exit 2 and say how to confirm.
+    Ask,
+    /// `--yes`.
+    Yes,
+}
+
+impl Confirm {
+    fn from_flags(dry_run: bool, yes: bool) -> Self {
+        match (dry_run, yes) {
+            (true, _) => Confirm::Preview,
+            (false, true) => Confirm::Yes,
+            (false, false) => Confirm::Ask,
+        }
+    }
+}
+
 async fn drop_command(
     engine: &Engine,
     g: &Global,
     stdout: &mut dyn Write,
     name: &str,
     if_exists: bool,
-    yes: bool,
+    confirm: Confirm,
     command: &str,
 ) -> Result<u8, Failure> {
     let Some(preview) = engine.drop_preview(name).await? else {
@@ -1556,13 +1756,16 @@ async fn drop_command(
         }
         .into());
     };
-    if !yes {
+    if confirm != Confirm::Yes {
         match g.format {
             Format::Json => output::json_line(
                 stdout,
                 &serde_json::json!({ "would_drop": preview, "dropped": false }),
             )?,
             Format::Human => output::drop_preview_human(stdout, &preview)?,
+        }
+        if confirm == Confirm::Preview {
+            return Ok(0);
         }
         return Err(Error::Usage {
             message: format!(

@@ -541,3 +541,64 @@ async fn migrate_lints_the_pending_migrations_first_and_warns_or_refuses(pool: P
     );
     assert_eq!(history(&pool, "t_01").await.len(), 2);
 }
+
+#[sqlx::test(migrations = false)]
+async fn every_changing_command_has_a_dry_run_that_changes_nothing(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, tenant) = reversible_sets();
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
+        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+        c
+    };
+    exec(&pool, "CREATE SCHEMA t_01").await;
+    run(&["migrate"]).assert().success();
+    let state = "SELECT (SELECT count(*) FROM pg_namespace) * 1000 + (SELECT count(*) FROM t_01._sqlx_migrations) + (SELECT count(*) FROM tenantmig.runs) * 100";
+    let before = scalar_i64(&pool, state).await;
+    let cases: &[(&[&str], &str)] = &[
+        (&["migrate", "--dry-run"], "nothing to migrate"),
+        (
+            &["rollback", "--steps", "1", "--dry-run"],
+            "1 tenant: revert 0003",
+        ),
+        (&["stamp", "3", "--dry-run"], "nothing to stamp"),
+        (&["repair", "--dry-run"], "nothing to repair"),
+        (&["repair", "--checksums", "--dry-run"], "nothing to repair"),
+        (
+            &["create-schema", "t_02", "--apply", "tenant", "--dry-run"],
+            "would create schema t_02",
+        ),
+        (&["drop-schema", "t_01", "--dry-run"], "items"),
+        (
+            &["copy-into-new-schema", "t_01", "t_03", "--dry-run"],
+            "would copy schema t_01 into the new schema t_03",
+        ),
+        (
+            &["tenant", "add", "t_04", "--dry-run"],
+            "would create tenant schema t_04 by applying the 3 tenant migrations",
+        ),
+        (&["tenant", "remove", "t_01", "--dry-run"], "items"),
+        (
+            &["snapshot", "create", "--dry-run"],
+            "would copy 2 schema(s)",
+        ),
+        (
+            &["snapshot", "prune", "--older-than", "1d", "--dry-run"],
+            "nothing to prune",
+        ),
+        (&["new", "tenant", "add tags", "--dry-run"], "would create"),
+    ];
+    for (args, says) in cases {
+        run(args)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(*says));
+    }
+    assert_eq!(
+        scalar_i64(&pool, state).await,
+        before,
+        "a dry run changed something"
+    );
+    assert_eq!(std::fs::read_dir(tenant.path()).unwrap().count(), 5);
+}
