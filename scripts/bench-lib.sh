@@ -7,6 +7,8 @@
 #   source scripts/pg.sh
 #   source scripts/bench-lib.sh
 #
+# It sources scripts/build-deps.sh itself (libclang for the lint feature).
+#
 # What it holds:
 #   messages     step, say, die
 #   setup        need_counts, unset_tenantmig_env, need_cargo_and_gnu_time,
@@ -34,6 +36,9 @@
 #
 # Variables its functions set: T_SECS, T_KB, T_RC (timed), TOOL_CMD,
 # TOOL_SHOW (tool_cmd), bin (build_release).
+
+# shellcheck source=scripts/build-deps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-deps.sh"
 
 BENCH_DBS=()
 
@@ -88,6 +93,7 @@ need_cargo_and_gnu_time() {
 # CARGO_TARGET_DIR, default target) and sets bin to it.
 build_release() {
     step "$1"
+    tm_ensure_build_deps || die "cannot build tenantmig without libclang (see above)"
     cargo build --release --quiet
     bin=${CARGO_TARGET_DIR:-target}/release/tenantmig
     [[ -x $bin ]] || die "$bin was not built"

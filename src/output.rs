@@ -400,7 +400,7 @@ fn names_list(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > NAMES_SHOWN {
-        s.push_str(&format!(" … and {} more", names.len() - NAMES_SHOWN));
+        s.push_str(&format!(" … and {} more", thousands(names.len() - NAMES_SHOWN)));
     }
     s
 }
@@ -515,7 +515,7 @@ pub fn status_human(
                         writeln!(
                             w,
                             "    … and {} more (use --format json for all)",
-                            list.len() - 50
+                            thousands(list.len() - 50)
                         )?;
                     }
                 }
