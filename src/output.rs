@@ -400,7 +400,10 @@ fn names_list(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > NAMES_SHOWN {
-        s.push_str(&format!(" … and {} more", thousands(names.len() - NAMES_SHOWN)));
+        s.push_str(&format!(
+            " … and {} more",
+            thousands(names.len() - NAMES_SHOWN)
+        ));
     }
     s
 }
