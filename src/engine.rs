@@ -486,6 +486,16 @@ impl Engine {
 
     /// Lints what a plan is about to apply, as the `lint` setting says:
     /// each finding as a warning event, or a refusal before anything runs.
+    #[cfg(not(feature = "lint"))]
+    fn lint_plan(&self, _: &StatusReport) -> Result<()> {
+        if self.settings.lint == crate::config::LintPolicy::Deny {
+            return Err(Error::Usage {
+                message: "the lint setting is deny, but this tenantmig was built without the lint feature; rebuild with default features, or set lint = \"off\"".into(),
+            });
+        }
+        Ok(())
+    }
+
     #[cfg(feature = "lint")]
     fn lint_plan(&self, plan: &StatusReport) -> Result<()> {
         use crate::config::LintPolicy;
@@ -615,7 +625,7 @@ impl Engine {
         }
         Err(Error::Usage {
             message: format!(
-                "cannot roll back: {} ha{} no .down.sql; nothing was changed. Write the down files (a reversible migration is a <version>_<description>.up.sql/.down.sql pair), or choose a --target above {}",
+                "cannot roll back: {} ha{} no .down.sql; nothing was changed. Write the down files (a reversible migration is a <version>_<description>.up.sql/.down.sql pair), or stop above {} (a higher --target, or fewer --steps)",
                 missing.join(", "),
                 if missing.len() == 1 { "s" } else { "ve" },
                 if missing.len() == 1 { "it" } else { "them" }
@@ -640,7 +650,6 @@ impl Engine {
         // the command before anything (even the control schema) is created.
         let mut plan = self.status_with(&mut control, &opts.selection).await?;
         self.aim(&mut plan, opts.goal)?;
-        #[cfg(feature = "lint")]
         if !opts.dry_run {
             self.lint_plan(&plan)?;
         }
@@ -1148,8 +1157,13 @@ pub(crate) async fn migrate_schema(
                     .index_of(v)
                     .map(|i| set.migrations[i].description.as_str())
                     .unwrap_or("");
+                let (verb, prep) = if cx.goal.is_revert() {
+                    ("reverting", "in")
+                } else {
+                    ("applying", "to")
+                };
                 format!(
-                    "while applying {} ({desc}) to schema {schema}",
+                    "while {verb} {} ({desc}) {prep} schema {schema}",
                     set.fmt_version(v)
                 )
             }

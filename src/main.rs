@@ -27,7 +27,7 @@ struct Cli {
     command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 all done; 1 some schemas failed, were refused or not reached (status: not all up to date); 2 usage, configuration or connection error.";
+const EXIT_CODES: &str = "Exit codes: 0 all done; 1 some schemas failed, were refused or not reached (status: not all up to date; verify: drift found; lint: findings that fail); 2 usage, configuration or connection error, or a destructive command without --yes.";
 
 /// Flags every command takes.
 #[derive(Debug, Args)]
@@ -874,6 +874,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     RepairAction::Clear,
                 )
             };
+            if items.is_empty() && g.format == Format::Json {
+                output::json_line(stdout, &items)?;
+                return Ok(0);
+            }
             if items.is_empty() {
                 writeln!(
                     stdout,
@@ -937,11 +941,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 return Err(Error::Usage { message }.into());
             }
             let run = engine.repair(&items, action, &args_for_ledger()).await?;
-            writeln!(
-                stdout,
-                "repaired {} row(s) in {schemas} schema(s) (run {run}); run `tenantmig migrate` to continue",
-                items.len()
-            )?;
+            match g.format {
+                Format::Json => output::json_line(
+                    stdout,
+                    &serde_json::json!({ "run_id": run, "repaired": items.len(), "schemas": schemas }),
+                )?,
+                Format::Human => writeln!(
+                    stdout,
+                    "repaired {} row(s) in {schemas} schema(s) (run {run}); run `tenantmig migrate` to continue",
+                    items.len()
+                )?,
+            }
             Ok(0)
         }
         Command::CreateSchema(a) => {

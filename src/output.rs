@@ -792,8 +792,13 @@ pub fn verify_human(w: &mut dyn Write, r: &crate::verify::VerifyReport) -> io::R
     } else {
         writeln!(
             w,
-            "no drift: {} match the reference in {:.1}s",
+            "no drift: {} {} the reference in {:.1}s",
             tenants_word(r.tenants_checked),
+            if r.tenants_checked == 1 {
+                "matches"
+            } else {
+                "match"
+            },
             r.duration_ms as f64 / 1000.0
         )?;
     }

@@ -158,7 +158,7 @@ impl Engine {
                 let reference = self.scratch_reference(&mut conn).await?;
                 (
                     format!(
-                        "a scratch schema built from the {} tenant migrations",
+                        "a scratch schema built from the tenant migrations ({})",
                         self.tenant_set.len()
                     ),
                     reference,
