@@ -600,5 +600,23 @@ async fn every_changing_command_has_a_dry_run_that_changes_nothing(pool: PgPool)
         before,
         "a dry run changed something"
     );
+    // The numbering style comes from the configuration unless --style says.
+    run(&["new", "tenant", "add tags", "--dry-run"])
+        .env("TENANTMIG_VERSION_STYLE", "timestamp")
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"would create .*/\d{14}_add_tags\.sql").unwrap());
+    run(&[
+        "new",
+        "tenant",
+        "add tags",
+        "--dry-run",
+        "--style",
+        "sequential",
+    ])
+    .env("TENANTMIG_VERSION_STYLE", "timestamp")
+    .assert()
+    .success()
+    .stdout(predicate::str::contains("0004_add_tags.sql"));
     assert_eq!(std::fs::read_dir(tenant.path()).unwrap().count(), 5);
 }
