@@ -416,7 +416,7 @@ impl Engine {
                 .filter_map(|v| set.index_of(*v).map(|i| &set.migrations[i]))
                 .collect();
             if !pending.is_empty() {
-                apply_group(conn, schema, &s.history_table, &pending)
+                run_group(conn, schema, &s.history_table, &pending, Direction::Apply)
                     .await
                     .map_err(|e| e.source)?;
             }
@@ -1301,11 +1301,15 @@ async fn migrate_locked(
             attempt += 1;
             out.attempts = attempt;
             let no_tx = is_no_tx(group[0]);
-            let r = match (revert, no_tx) {
-                (false, true) => apply_no_tx(conn, schema, &s.history_table, group[0]).await,
-                (false, false) => apply_group(conn, schema, &s.history_table, &group).await,
-                (true, true) => revert_no_tx(conn, schema, &s.history_table, group[0]).await,
-                (true, false) => revert_group(conn, schema, &s.history_table, &group).await,
+            let dir = if revert {
+                Direction::Revert
+            } else {
+                Direction::Apply
+            };
+            let r = if no_tx {
+                run_no_tx(conn, schema, &s.history_table, group[0], dir).await
+            } else {
+                run_group(conn, schema, &s.history_table, &group, dir).await
             };
             match r {
                 Ok(a) => break a,
@@ -1367,20 +1371,51 @@ fn groups<'a>(
     out
 }
 
-/// Applies transactional migrations in one transaction, each with its
-/// history row: the SQL and its row commit together, so a migration never
-/// runs twice and a schema is never left half-migrated.
-async fn apply_group(
+/// Which way a unit of migrations runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// The up SQL, then a history row.
+    Apply,
+    /// The `.down.sql`, then the history row goes.
+    Revert,
+}
+
+impl Direction {
+    fn sql(self, m: &Migration) -> &str {
+        match self {
+            Direction::Apply => &m.sql,
+            Direction::Revert => m.down_sql.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// Runs transactional migrations in one transaction, each with its history
+/// change: applied, the SQL and its new row commit together, so a migration
+/// never runs twice and a schema is never left half-migrated; reverted, the
+/// `.down.sql` and the removal of its row commit together, so a migration
+/// is either still applied or fully undone.
+async fn run_group(
     conn: &mut PgConnection,
     schema: &str,
     table: &str,
     group: &[&Migration],
+    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
     let mut tx = conn.begin().await.map_err(StepError::plain)?;
-    let mut applied = Vec::with_capacity(group.len());
+    let mut done = Vec::with_capacity(group.len());
     for m in group {
         let t0 = Instant::now();
-        if let Err(e) = db::execute_script(&mut tx, &m.sql).await {
+        let r = match db::execute_script(&mut tx, dir.sql(m)).await {
+            Ok(()) => match dir {
+                Direction::Apply => {
+                    let took = t0.elapsed().as_nanos() as i64;
+                    db::insert_history(&mut tx, schema, table, m, true, took).await
+                }
+                Direction::Revert => db::delete_history(&mut tx, schema, table, m.version).await,
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
             let _ = tx.rollback().await;
             return Err(StepError {
                 version: Some(m.version),
@@ -1388,36 +1423,28 @@ async fn apply_group(
                 source: e,
             });
         }
-        let took = t0.elapsed();
-        if let Err(e) =
-            db::insert_history(&mut tx, schema, table, m, true, took.as_nanos() as i64).await
-        {
-            let _ = tx.rollback().await;
-            return Err(StepError {
-                version: Some(m.version),
-                statement: None,
-                source: e,
-            });
-        }
-        applied.push((m.version, took));
+        done.push((m.version, t0.elapsed()));
     }
     tx.commit().await.map_err(|e| StepError {
         version: group.last().map(|m| m.version),
         statement: None,
         source: e,
     })?;
-    Ok(applied)
+    Ok(done)
 }
 
-/// Applies a `-- no-transaction` file: its row is recorded with
-/// success = false first, each statement runs on its own, and the row turns
-/// true only at the end. A failure or a kill leaves the false row, which
-/// later runs refuse until `tenantmig repair`.
-async fn apply_no_tx(
+/// Runs a `-- no-transaction` file statement by statement, with its history
+/// row marked success = false first and settled only at the end: applied,
+/// the row turns true; reverted, it goes. A failure or a kill leaves the
+/// false row, which later runs refuse until `tenantmig repair` (after a
+/// failed undo: clear when it was finished by hand, `--mark-applied` when
+/// the migration was put back by hand).
+async fn run_no_tx(
     conn: &mut PgConnection,
     schema: &str,
     table: &str,
     m: &Migration,
+    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
     let err = |statement: Option<String>| {
         move |source| StepError {
@@ -1426,19 +1453,25 @@ async fn apply_no_tx(
             source,
         }
     };
-    db::insert_history(conn, schema, table, m, false, -1)
-        .await
-        .map_err(err(None))?;
+    match dir {
+        Direction::Apply => db::insert_history(conn, schema, table, m, false, -1).await,
+        Direction::Revert => db::mark_failed(conn, schema, table, m.version).await,
+    }
+    .map_err(err(None))?;
     let t0 = Instant::now();
-    for stmt in split_statements(&m.sql) {
+    for stmt in split_statements(dir.sql(m)) {
         db::execute_script(conn, &stmt.sql)
             .await
             .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
     }
     let took = t0.elapsed();
-    db::mark_success(conn, schema, table, m.version, took.as_nanos() as i64)
-        .await
-        .map_err(err(None))?;
+    match dir {
+        Direction::Apply => {
+            db::mark_success(conn, schema, table, m.version, took.as_nanos() as i64).await
+        }
+        Direction::Revert => db::delete_history(conn, schema, table, m.version).await,
+    }
+    .map_err(err(None))?;
     Ok(vec![(m.version, took)])
 }
 
@@ -1452,80 +1485,11 @@ pub(crate) async fn apply_migration(
     m: &Migration,
 ) -> Result<(), sqlx::Error> {
     let r = if m.no_tx {
-        apply_no_tx(conn, schema, table, m).await
+        run_no_tx(conn, schema, table, m, Direction::Apply).await
     } else {
-        apply_group(conn, schema, table, &[m]).await
+        run_group(conn, schema, table, &[m], Direction::Apply).await
     };
     r.map(|_| ()).map_err(|e| e.source)
-}
-
-/// Reverts transactional migrations in one transaction: each `.down.sql`
-/// and the removal of its history row commit together, so a migration is
-/// either still applied or fully undone.
-async fn revert_group(
-    conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
-    group: &[&Migration],
-) -> Result<Vec<(i64, Duration)>, StepError> {
-    let mut tx = conn.begin().await.map_err(StepError::plain)?;
-    let mut reverted = Vec::with_capacity(group.len());
-    for m in group {
-        let t0 = Instant::now();
-        let down = m.down_sql.as_deref().unwrap_or_default();
-        let r = match db::execute_script(&mut tx, down).await {
-            Ok(()) => db::delete_history(&mut tx, schema, table, m.version).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = r {
-            let _ = tx.rollback().await;
-            return Err(StepError {
-                version: Some(m.version),
-                statement: None,
-                source: e,
-            });
-        }
-        reverted.push((m.version, t0.elapsed()));
-    }
-    tx.commit().await.map_err(|e| StepError {
-        version: group.last().map(|m| m.version),
-        statement: None,
-        source: e,
-    })?;
-    Ok(reverted)
-}
-
-/// Reverts with a `-- no-transaction` down file: the history row turns
-/// success = false first, each statement runs on its own, and the row goes
-/// only at the end. A failure leaves the false row, which later runs refuse
-/// until `tenantmig repair` (clear: the undo was finished by hand;
-/// `--mark-applied`: the migration was put back by hand).
-async fn revert_no_tx(
-    conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
-    m: &Migration,
-) -> Result<Vec<(i64, Duration)>, StepError> {
-    let err = |statement: Option<String>| {
-        move |source| StepError {
-            version: Some(m.version),
-            statement,
-            source,
-        }
-    };
-    db::mark_failed(conn, schema, table, m.version)
-        .await
-        .map_err(err(None))?;
-    let t0 = Instant::now();
-    for stmt in split_statements(m.down_sql.as_deref().unwrap_or_default()) {
-        db::execute_script(conn, &stmt.sql)
-            .await
-            .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
-    }
-    db::delete_history(conn, schema, table, m.version)
-        .await
-        .map_err(err(None))?;
-    Ok(vec![(m.version, t0.elapsed())])
 }
 
 #[cfg(test)]

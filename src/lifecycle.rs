@@ -389,12 +389,7 @@ impl Engine {
             )))
             .await?;
             let dropped = db::schema_exists(&mut tx, name).await?;
-            // language=SQL
-            tx.execute(AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                quote_ident(name)
-            )))
-            .await?;
+            db::drop_schema_cascade(&mut tx, name).await?;
             let mut unregistered = false;
             if registry {
                 // language=SQL
@@ -550,13 +545,7 @@ impl Engine {
                         .and_then(|o| o.error.clone())
                         .unwrap_or_else(|| "it was not reached".into());
                     // The schema is new: nothing of value is lost by removing it.
-                    // language=SQL
-                    let _ = conn
-                        .execute(AssertSqlSafe(format!(
-                            "DROP SCHEMA IF EXISTS {} CASCADE",
-                            quote_ident(name)
-                        )))
-                        .await;
+                    let _ = db::drop_schema_cascade(&mut conn, name).await;
                     return Err(Error::Failed {
                         message: format!(
                             "tenant {name} could not be brought to head ({why}); its schema was removed again"

@@ -17,14 +17,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, Executor, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::copy::CopyOptions;
 use crate::copy::ddl::lit;
 use crate::engine::{Engine, Selection};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::ident::{MAX_IDENT_BYTES, qualified, quote_ident};
+use crate::ident::{MAX_IDENT_BYTES, qualified};
 use crate::moves::Rename;
 
 /// One schema of a snapshot.
@@ -586,13 +586,9 @@ impl Engine {
                 .iter()
                 .filter(|x| x.restored_at.is_none() && x.exists)
             {
-                // language=SQL
-                tx.execute(AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    quote_ident(&x.copy)
-                )))
-                .await
-                .map_err(Error::db(format!("dropping {}", x.copy)))?;
+                crate::db::drop_schema_cascade(&mut tx, &x.copy)
+                    .await
+                    .map_err(Error::db(format!("dropping {}", x.copy)))?;
                 dropped += 1;
             }
             // language=SQL

@@ -44,6 +44,19 @@ fn reversible_sets() -> (tempfile::TempDir, tempfile::TempDir) {
     (shared, tenant)
 }
 
+/// The binary on the given migration sets, tenants `t_…` found by pattern.
+fn tool(
+    url: &str,
+    dir: &std::path::Path,
+    shared: &std::path::Path,
+    tenant: &std::path::Path,
+    args: &[&str],
+) -> assert_cmd::Command {
+    let mut c = cli_sets(url, dir, shared, tenant);
+    c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
+    c
+}
+
 /// The last JSON line of a command's output (the report after the events).
 fn last_json(out: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(out);
@@ -74,11 +87,7 @@ async fn migrate_to_a_target_then_roll_back_a_subset_of_tenants(pool: PgPool) {
     let url = url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let (shared, tenant) = reversible_sets();
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), shared.path(), tenant.path(), args);
     for t in tenants(4) {
         exec(&pool, &format!("CREATE SCHEMA {t}")).await;
     }
@@ -188,11 +197,7 @@ async fn schemas_built_by_plain_sql_are_adopted_by_stamp_then_migrated(pool: PgP
     let url = url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let (shared, tenant) = reversible_sets();
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), shared.path(), tenant.path(), args);
     // What another tool left: tables, no history table.
     exec(&pool, "CREATE TABLE public.plans (id int PRIMARY KEY)").await;
     for t in tenants(3) {
@@ -268,11 +273,7 @@ async fn a_failed_no_transaction_migration_is_repaired_and_edited_checksums_re_r
         ),
         ("0003_tags.sql", "CREATE TABLE tags (id int);"),
     ]);
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), shared.path(), tenant.path(), args);
     for t in tenants(3) {
         exec(&pool, &format!("CREATE SCHEMA {t}")).await;
     }
@@ -355,11 +356,7 @@ async fn verify_finds_a_tenant_altered_by_hand_and_leaves_no_scratch_schema(pool
     let url = url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let (shared, tenant) = (repo_dir("shared"), repo_dir("tenant"));
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), &shared, &tenant);
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), &shared, &tenant, args);
     for t in tenants(5) {
         exec(&pool, &format!("CREATE SCHEMA {t}")).await;
     }
@@ -495,11 +492,7 @@ async fn migrate_lints_the_pending_migrations_first_and_warns_or_refuses(pool: P
         "0001_docs.sql",
         "CREATE TABLE docs (id int, created_at timestamptz);\nCREATE INDEX docs_created_idx ON docs (created_at);",
     )]);
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), shared.path(), tenant.path(), args);
     for t in tenants(2) {
         exec(&pool, &format!("CREATE SCHEMA {t}")).await;
     }
@@ -547,11 +540,7 @@ async fn every_changing_command_has_a_dry_run_that_changes_nothing(pool: PgPool)
     let url = url_of(&pool);
     let dir = tempfile::tempdir().unwrap();
     let (shared, tenant) = reversible_sets();
-    let run = |args: &[&str]| {
-        let mut c = cli_sets(&url, dir.path(), shared.path(), tenant.path());
-        c.env("TENANTMIG_TENANTS__PATTERN", "t\\_%").args(args);
-        c
-    };
+    let run = |args: &[&str]| tool(&url, dir.path(), shared.path(), tenant.path(), args);
     exec(&pool, "CREATE SCHEMA t_01").await;
     run(&["migrate"]).assert().success();
     let state = "SELECT (SELECT count(*) FROM pg_namespace) * 1000 + (SELECT count(*) FROM t_01._sqlx_migrations) + (SELECT count(*) FROM tenantmig.runs) * 100";

@@ -265,12 +265,7 @@ impl Engine {
             .copy_locked(&mut ctl, opts, &tmp, started, shutdown)
             .await;
         if result.is_err() {
-            let _ = ctl
-                .execute(AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    quote_ident(&tmp)
-                )))
-                .await;
+            let _ = db::drop_schema_cascade(&mut ctl, &tmp).await;
         }
         let _ = db::unlock(&mut ctl, dst).await;
         let _ = ctl.close().await;
