@@ -3,6 +3,7 @@
 //! always bound parameters.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -20,9 +21,42 @@ use crate::state::{AppliedRow, Checker, SchemaStatus};
 /// in about 11 ms, 400 in 60-90 ms), so small chunks are cheaper overall.
 pub const HISTORY_CHUNK: usize = 100;
 
-/// Opens one connection.
+/// Whether the server knows `client_connection_check_interval` (PostgreSQL
+/// 14 and later). Learned from the first connection that is refused for it.
+static CHECK_INTERVAL_KNOWN: AtomicBool = AtomicBool::new(true);
+
+/// Opens one connection, with the session defaults every tenantmig session
+/// has (they survive `RESET ALL`, since they come in the start-up packet):
+///
+/// - `client_connection_check_interval = 1s`: when tenantmig dies (SIGKILL,
+///   a lost network), the server notices within about a second and ends the
+///   dead client's statement (a long `ALTER`, a `CREATE INDEX` of a copy),
+///   releasing its locks, instead of running it to the end.
+/// - `standard_conforming_strings = on`: string literals tenantmig renders
+///   (comments of copied objects, `{tenant}` in data-move files) mean the
+///   same whatever the server's or database's default is.
+///
+/// A server older than 14 refuses the first setting at start-up; the
+/// connection is then opened again without it (and never asked for again).
 pub async fn connect(opts: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
-    PgConnection::connect_with(opts).await
+    if CHECK_INTERVAL_KNOWN.load(Ordering::Relaxed) {
+        let with_check = opts.clone().options([
+            ("standard_conforming_strings", "on"),
+            ("client_connection_check_interval", "1000"),
+        ]);
+        match PgConnection::connect_with(&with_check).await {
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42704") => {
+                CHECK_INTERVAL_KNOWN.store(false, Ordering::Relaxed);
+            }
+            other => return other,
+        }
+    }
+    PgConnection::connect_with(
+        &opts
+            .clone()
+            .options([("standard_conforming_strings", "on")]),
+    )
+    .await
 }
 
 /// Schemas of `names` that exist, and whether each has a history table.
