@@ -1,7 +1,7 @@
 //! The engine: reads the state of every schema, plans, and migrates the
 //! shared schema and then the tenants, concurrently, with per-schema locks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{Settings, TransactionMode, mask_url};
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
 use crate::ledger::{self, Ledger, LedgerSender, Record, RunTotals};
@@ -394,16 +394,10 @@ impl Engine {
         let set = ledger::control_migrations();
         let schema = s.control_schema.as_str();
         let doing = |what: &str| format!("{what} the control schema {schema}");
-        if !db::lock_with_deadline(conn, schema, s.lock_wait)
-            .await
-            .map_err(Error::db(doing("locking")))?
-        {
-            return Err(Error::Usage {
-                message: format!(
-                    "the control schema {schema} stayed locked by another tenantmig process for {:?}",
-                    s.lock_wait
-                ),
-            });
+        match db::acquire(conn, schema, LockMode::Exclusive, s.lock_wait, None).await {
+            Ok(()) => {}
+            Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
+            Err(db::LockFailure::Db(e)) => return Err(Error::db(doing("locking"))(e)),
         }
         let result = async {
             db::create_schema(conn, schema).await?;
@@ -424,7 +418,7 @@ impl Engine {
         }
         .await;
         let _ = db::reset_session(conn).await;
-        let _ = db::unlock(conn, schema).await;
+        let _ = db::unlock(conn, schema, LockMode::Exclusive).await;
         let st = result.map_err(Error::db(doing("creating or upgrading")))?;
         if st.state.is_refused() {
             return Err(Error::Usage {
@@ -692,13 +686,28 @@ impl Engine {
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
+        // The workers' connections carry the run's id, so that a lock they
+        // hold is named with its run (see db::LockHolder).
         let cx = RunCtx::start(
             s.clone(),
-            self.connect.clone(),
+            self.connect
+                .clone()
+                .application_name(&db::run_application_name(led.run_id)),
             self.sink.clone(),
             led.sender(),
             shutdown,
             opts.goal,
+            MayCreate {
+                missing_at_plan: report
+                    .plan
+                    .shared
+                    .iter()
+                    .chain(&report.plan.tenants)
+                    .filter(|t| t.state == SchemaState::Missing)
+                    .map(|t| t.schema.clone())
+                    .collect(),
+                recheck_source: opts.selection.tenant_names.is_empty(),
+            },
         );
 
         if opts.goal.is_revert() {
@@ -921,6 +930,19 @@ pub(crate) struct RunCtx {
     pub(crate) records: LedgerSender,
     /// Forward (to head or a target) or back.
     pub(crate) goal: Goal,
+    /// Which schemas the run may create.
+    pub(crate) may_create: MayCreate,
+}
+
+/// Which schemas a run may create: never one that existed when it planned
+/// and is gone when its turn comes (it vanished: someone dropped it).
+#[derive(Debug, Default)]
+pub(crate) struct MayCreate {
+    /// Schemas that did not exist when the run planned.
+    pub(crate) missing_at_plan: HashSet<String>,
+    /// Whether such a schema must still be listed by the configured tenant
+    /// source (false when the tenants were named with `--tenant`).
+    pub(crate) recheck_source: bool,
 }
 
 impl RunCtx {
@@ -933,6 +955,7 @@ impl RunCtx {
         records: LedgerSender,
         shutdown: impl Future<Output = ()> + Send + 'static,
         goal: Goal,
+        may_create: MayCreate,
     ) -> Arc<RunCtx> {
         let max_failures = settings.max_failures;
         let cx = Arc::new(RunCtx {
@@ -946,6 +969,7 @@ impl RunCtx {
             stop_reason: Mutex::new(None),
             records,
             goal,
+            may_create,
         });
         // A weak reference: the run must not outlive its own end just
         // because nobody pressed Ctrl-C.
@@ -1014,6 +1038,22 @@ async fn run_pool(
                 let Some(schema) = queue.lock().expect("queue lock").pop_front() else {
                     break;
                 };
+                if conn.is_none() {
+                    match connect_retrying(&cx.connect).await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            // The server is gone (or refuses connections):
+                            // nothing ran on this schema, and no other
+                            // worker will do better. Stop starting schemas.
+                            queue.lock().expect("queue lock").push_front(schema);
+                            cx.sink.emit(Event::Warning {
+                                message: format!("cannot connect to the database any more: {e}"),
+                            });
+                            cx.halt(StopReason::ServerGone);
+                            break;
+                        }
+                    }
+                }
                 cx.sink.emit(Event::SchemaStarted {
                     phase,
                     schema: schema.clone(),
@@ -1021,13 +1061,7 @@ async fn run_pool(
                 cx.records.record(Record::started(&schema, phase));
                 let started = Instant::now();
                 let mut outcome = SchemaOutcome::new(&schema, phase);
-                if conn.is_none() {
-                    match db::connect(&cx.connect).await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => outcome.error = Some(format!("cannot connect: {e}")),
-                    }
-                }
-                let mut broken = conn.is_none();
+                let mut broken = true;
                 if let Some(c) = conn.as_mut() {
                     broken = migrate_schema(c, &cx, &set, phase, &schema, &mut outcome).await;
                 }
@@ -1035,11 +1069,23 @@ async fn run_pool(
                     // Closing the connection makes the server drop its
                     // locks and roll back whatever it had open.
                     let _ = c.close().await;
+                    // A connection lost to the server going away: find out
+                    // now, before this failure counts against
+                    // --max-failures, so the run stops for the right reason.
+                    match connect_retrying(&cx.connect).await {
+                        Ok(c) => conn = Some(c),
+                        Err(_) => cx.halt(StopReason::ServerGone),
+                    }
                 }
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
+                // Stopped and vanished schemas say nothing about the
+                // migrations: they do not count against --max-failures.
                 if phase == Phase::Tenant
                     && outcome.state.is_failure()
-                    && outcome.state != OutcomeState::Stopped
+                    && !matches!(
+                        outcome.state,
+                        OutcomeState::Stopped | OutcomeState::Vanished
+                    )
                 {
                     cx.count_failure();
                 }
@@ -1060,6 +1106,25 @@ async fn run_pool(
     PoolOutcome { done, not_reached }
 }
 
+/// Connects, trying three times within about a second: a server that
+/// refuses a connection once (a restart's first moments, a full slot) is
+/// not yet gone.
+async fn connect_retrying(opts: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        match db::connect(opts).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tries >= 2 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+}
+
 /// A step that failed: which migration, which statement, and why.
 #[derive(Debug)]
 struct StepError {
@@ -1076,10 +1141,6 @@ impl StepError {
             source,
         }
     }
-}
-
-fn is_lock_timeout(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03")
 }
 
 fn severity_word(s: sqlx::postgres::PgSeverity) -> &'static str {
@@ -1127,20 +1188,21 @@ pub(crate) async fn migrate_schema(
     out: &mut SchemaOutcome,
 ) -> bool {
     let s = &cx.settings;
-    match db::lock_with_deadline(conn, schema, s.lock_wait).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let holder = db::lock_holder(conn, schema).await.ok().flatten();
-            out.error = Some(format!(
-                "schema {schema} stayed locked by another tenantmig process{} for {}; rerun when it has finished",
-                holder
-                    .map(|p| format!(" (backend pid {p})"))
-                    .unwrap_or_default(),
-                humantime::format_duration(s.lock_wait)
-            ));
+    match db::acquire(
+        conn,
+        schema,
+        LockMode::Exclusive,
+        s.lock_wait,
+        Some(&s.control_schema),
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(db::LockFailure::Busy(message)) => {
+            out.error = Some(message);
             return false;
         }
-        Err(e) => {
+        Err(db::LockFailure::Db(e)) => {
             out.error = Some(format!(
                 "while locking schema {schema}: {}",
                 describe_db_error(&e)
@@ -1177,7 +1239,7 @@ pub(crate) async fn migrate_schema(
     // that fails, the caller drops the connection, which releases it too.
     let cleanup = async {
         db::reset_session(conn).await?;
-        db::unlock(conn, schema).await
+        db::unlock(conn, schema, LockMode::Exclusive).await
     }
     .await;
     !matches!(cleanup, Ok(true))
@@ -1199,6 +1261,28 @@ async fn migrate_locked(
     {
         if revert {
             out.state = OutcomeState::UpToDate;
+            return Ok(());
+        }
+        // Never bring back a schema that someone dropped while the run
+        // went on: only a schema missing at planning may be created, and
+        // only while its tenant source still lists it.
+        if !cx.may_create.missing_at_plan.contains(schema) {
+            out.state = OutcomeState::Vanished;
+            out.error = Some(format!(
+                "schema {schema} vanished during the run: it existed when the run planned and was dropped before its turn; it was not re-created"
+            ));
+            return Ok(());
+        }
+        if phase == Phase::Tenant
+            && cx.may_create.recheck_source
+            && !crate::tenants::still_listed(conn, s, schema)
+                .await
+                .map_err(StepError::plain)?
+        {
+            out.state = OutcomeState::Vanished;
+            out.error = Some(format!(
+                "tenant {schema} was removed from the tenant source during the run; its schema was not created"
+            ));
             return Ok(());
         }
         if cx.goal.is_stamp() {
@@ -1313,7 +1397,7 @@ async fn migrate_locked(
             };
             match r {
                 Ok(a) => break a,
-                Err(e) if is_lock_timeout(&e.source) && !no_tx && attempt <= s.lock_retries => {
+                Err(e) if db::is_lock_timeout(&e.source) && !no_tx && attempt <= s.lock_retries => {
                     let pause = s.retry_backoff * 2u32.saturating_pow(attempt - 1);
                     tracing::warn!(schema, attempt, "lock_timeout hit; retrying in {pause:?}");
                     tokio::time::sleep(pause).await;

@@ -39,6 +39,11 @@ pub enum OutcomeState {
     Refused,
     /// Stopped between migrations by a shutdown request.
     Stopped,
+    /// The schema existed when the run planned and was gone when its turn
+    /// came (dropped by another command or another tenant's migration), or
+    /// a schema still to be created was removed from the tenant source
+    /// meanwhile: nothing was created or run.
+    Vanished,
 }
 
 impl OutcomeState {
@@ -50,6 +55,7 @@ impl OutcomeState {
             OutcomeState::Failed => "failed",
             OutcomeState::Refused => "refused",
             OutcomeState::Stopped => "stopped",
+            OutcomeState::Vanished => "vanished",
         }
     }
 
@@ -57,7 +63,10 @@ impl OutcomeState {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            OutcomeState::Failed | OutcomeState::Refused | OutcomeState::Stopped
+            OutcomeState::Failed
+                | OutcomeState::Refused
+                | OutcomeState::Stopped
+                | OutcomeState::Vanished
         )
     }
 }
@@ -125,8 +134,10 @@ pub enum StopReason {
     CanaryFailed,
     /// The shared phase failed.
     SharedFailed,
-    /// Ctrl-C or another shutdown request.
+    /// Ctrl-C, SIGTERM or another shutdown request.
     Shutdown,
+    /// The database server could no longer be reached.
+    ServerGone,
 }
 
 impl StopReason {
@@ -142,6 +153,9 @@ impl StopReason {
             StopReason::SharedFailed => "the shared schema failed; no tenant was started",
             StopReason::Shutdown => {
                 "interrupted; in-flight migrations finished and nothing new was started"
+            }
+            StopReason::ServerGone => {
+                "the database server could no longer be reached; no new tenant was started (rerun when it is back: the tenants not reached and any failed here are taken up again)"
             }
         }
     }

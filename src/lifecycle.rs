@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use crate::copy::{CopyOptions, CopyReport, shell_word};
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::engine::{Engine, MigrateOptions, RunReport, Selection};
 use crate::error::{Error, Result};
 use crate::events::Phase;
@@ -243,11 +243,37 @@ impl Engine {
     pub async fn drop_preview(&self, name: &str) -> Result<Option<DropPreview>> {
         let mut conn = self.connection().await?;
         let doing = format!("reading what schema {name} holds");
+        // Table sizes take a lock on each table: a table held by an
+        // application's ALTER must not hang the preview past lock_wait.
+        db::set_lock_timeout(&mut conn, self.settings.lock_wait)
+            .await
+            .map_err(Error::db(doing.clone()))?;
+        match self.drop_preview_on(&mut conn, name, &doing).await {
+            Err(Error::Database { source, .. }) if db::is_lock_timeout(&source) => {
+                let who = db::relation_lock_holders(&mut conn, name).await;
+                Err(Error::Failed {
+                    message: format!(
+                        "reading what schema {name} holds waited {} (lock_wait) for its tables{who}; nothing was dropped",
+                        humantime::format_duration(self.settings.lock_wait)
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn drop_preview_on(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        doing: &str,
+    ) -> Result<Option<DropPreview>> {
+        let doing = doing.to_string();
         // language=SQL
         let nsp: Option<i64> =
             sqlx::query_scalar("SELECT oid::int8 FROM pg_catalog.pg_namespace WHERE nspname = $1")
                 .bind(name)
-                .fetch_optional(&mut conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(Error::db(doing.clone()))?;
         let Some(nsp) = nsp else {
@@ -263,7 +289,7 @@ impl Engine {
              ORDER BY 4 DESC, 1",
         )
         .bind(nsp)
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(Error::db(doing.clone()))?;
         let mut tables = Vec::with_capacity(rows.len());
@@ -296,7 +322,7 @@ impl Engine {
              ) x WHERE n > 0",
         )
         .bind(nsp)
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(Error::db(doing.clone()))?;
         // Objects elsewhere that a CASCADE would take along.
@@ -330,17 +356,17 @@ impl Engine {
         )
         .bind(nsp)
         .bind(name)
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(Error::db(doing.clone()))?;
-        let registered = if self.registry_exists(&mut conn).await? {
+        let registered = if self.registry_exists(&mut *conn).await? {
             let table = qualified(&self.settings.control_schema, "tenants");
             // language=SQL
             sqlx::query_scalar(AssertSqlSafe(format!(
                 "SELECT EXISTS (SELECT 1 FROM {table} WHERE schema_name = $1)"
             )))
             .bind(name)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(Error::db(doing))?
         } else {
@@ -368,24 +394,34 @@ impl Engine {
         let started = Instant::now();
         let s = &self.settings;
         let mut conn = self.connection().await?;
-        if !db::lock_with_deadline(&mut conn, name, s.lock_wait)
-            .await
-            .map_err(Error::db(format!("locking schema {name}")))?
+        // One deadline for the whole drop: the advisory lock, then the
+        // table locks of the DROP itself get what is left of lock_wait.
+        let deadline = Instant::now() + s.lock_wait;
+        match db::acquire(
+            &mut conn,
+            name,
+            LockMode::Exclusive,
+            s.lock_wait,
+            Some(&s.control_schema),
+        )
+        .await
         {
-            return Err(Error::Usage {
-                message: format!(
-                    "schema {name:?} stayed locked by another tenantmig process for {:?}; retry when it has finished",
-                    s.lock_wait
-                ),
-            });
+            Ok(()) => {}
+            Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
+            Err(db::LockFailure::Db(e)) => {
+                return Err(Error::db(format!("locking schema {name}"))(e));
+            }
         }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(std::time::Duration::from_millis(1));
         let registry = self.registry_exists(&mut conn).await? && name != s.control_schema;
         let result = async {
             let mut tx = conn.begin().await?;
             // language=SQL
             tx.execute(AssertSqlSafe(format!(
                 "SET LOCAL lock_timeout = {}",
-                s.lock_wait.as_millis()
+                left.as_millis()
             )))
             .await?;
             let dropped = db::schema_exists(&mut tx, name).await?;
@@ -408,7 +444,20 @@ impl Engine {
             Ok::<_, sqlx::Error>((dropped, unregistered))
         }
         .await;
-        let _ = db::unlock(&mut conn, name).await;
+        let result = match result {
+            Err(e) if db::is_lock_timeout(&e) => {
+                let who = db::relation_lock_holders(&mut conn, name).await;
+                let _ = db::unlock(&mut conn, name, LockMode::Exclusive).await;
+                return Err(Error::Failed {
+                    message: format!(
+                        "dropping schema {name} waited {} (lock_wait) for its tables{who}; nothing was dropped",
+                        humantime::format_duration(s.lock_wait)
+                    ),
+                });
+            }
+            other => other,
+        };
+        let _ = db::unlock(&mut conn, name, LockMode::Exclusive).await;
         let (dropped, unregistered) =
             result.map_err(Error::db(format!("dropping schema {name}")))?;
         let run_id = if name == s.control_schema {

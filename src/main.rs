@@ -653,29 +653,85 @@ fn args_for_ledger() -> Vec<String> {
     std::env::args().skip(1).collect()
 }
 
-/// Resolves Ctrl-C once; a second Ctrl-C exits at once (the server rolls
-/// back whatever was in flight when the connections drop).
+/// Resolves on the first Ctrl-C (SIGINT) or SIGTERM (what systemd and
+/// Kubernetes send); a second signal exits at once (the server rolls back
+/// whatever was in flight when the connections drop).
 fn ctrl_c() -> impl std::future::Future<Output = ()> + Send + 'static {
     ctrl_c_saying(
         "interrupted: finishing in-flight migrations, starting nothing new (Ctrl-C again to abort now)",
     )
 }
 
-/// As [`ctrl_c`], printing `message` on the first Ctrl-C.
+/// As [`ctrl_c`], printing `message` on the first signal.
 fn ctrl_c_saying(message: &'static str) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // The handlers are installed here, before the command starts, so that
+    // no signal can arrive while the default action (exit) still applies.
+    let mut signals = Signals::install();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("{message}");
-            let _ = tx.send(());
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("aborted: in-flight transactions are rolled back by the server");
-                std::process::exit(130);
-            }
+        let Some(first) = signals.next().await else {
+            return;
+        };
+        eprintln!("{message} [{first}]");
+        let _ = tx.send(());
+        if let Some(second) = signals.next().await {
+            eprintln!("aborted: in-flight transactions are rolled back by the server");
+            std::process::exit(if second == "SIGTERM" { 143 } else { 130 });
         }
     });
     async move {
         let _ = rx.await;
+    }
+}
+
+/// SIGINT and SIGTERM, as one stream.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next signal's name; `None` when no handler could be installed.
+    async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match self.int.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let term = async {
+                match self.term.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(()) = int => Some("SIGINT"),
+                Some(()) = term => Some("SIGTERM"),
+                else => None,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.ok().map(|()| "Ctrl-C")
+        }
     }
 }
 

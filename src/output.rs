@@ -183,6 +183,7 @@ impl EventSink for HumanEvents {
                     let what = match outcome.state {
                         OutcomeState::Refused => "REFUSED",
                         OutcomeState::Stopped => "STOPPED",
+                        OutcomeState::Vanished => "VANISHED",
                         _ => "FAILED",
                     };
                     self.line(
@@ -846,6 +847,11 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
         .iter()
         .filter(|o| o.state == OutcomeState::Stopped)
         .count();
+    let vanished = r
+        .tenants
+        .iter()
+        .filter(|o| o.state == OutcomeState::Vanished)
+        .count();
     let (done, idle) = match r.goal {
         Goal::Revert { .. } => ("rolled back", "with nothing to revert"),
         Goal::Stamp { .. } => ("stamped", "with nothing to stamp"),
@@ -853,7 +859,7 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     };
     writeln!(
         w,
-        "{} {done}, {} {idle}, {} failed, {} refused, {} stopped, {} not reached in {:.1}s{}",
+        "{} {done}, {} {idle}, {} failed, {} refused, {} stopped, {}{} not reached in {:.1}s{}",
         tenants_word(r.tenants_migrated()),
         thousands(
             r.tenants_up_to_date
@@ -865,6 +871,11 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
         failed,
         refused,
         stopped,
+        if vanished > 0 {
+            format!("{vanished} vanished, ")
+        } else {
+            String::new()
+        },
         thousands(r.not_reached.len()),
         r.duration_ms as f64 / 1000.0,
         r.run_id
@@ -1305,6 +1316,7 @@ pub fn move_report_human(w: &mut dyn Write, r: &crate::moves::MoveReport) -> io:
         let what = match o.state {
             OutcomeState::Refused => "REFUSED",
             OutcomeState::Stopped => "STOPPED",
+            OutcomeState::Vanished => "VANISHED",
             _ => "FAILED",
         };
         writeln!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::engine::{Engine, Selection};
 use crate::error::{Error, Result};
 use crate::events::Phase;
@@ -137,7 +137,15 @@ impl Engine {
         .await?;
         let mut ok = 0i64;
         for item in items {
-            let result = repair_one(&mut conn, item, action, &s.history_table, s.lock_wait).await;
+            let result = repair_one(
+                &mut conn,
+                item,
+                action,
+                &s.history_table,
+                s.lock_wait,
+                Some(&s.control_schema),
+            )
+            .await;
             if let Err(e) = result {
                 // Close the run before giving up, so the ledger says why.
                 let totals = RunTotals {
@@ -177,17 +185,14 @@ async fn repair_one(
     action: RepairAction,
     table: &str,
     lock_wait: Duration,
+    control: Option<&str>,
 ) -> Result<()> {
-    if !db::lock_with_deadline(conn, &item.schema, lock_wait)
-        .await
-        .map_err(Error::db(format!("locking schema {}", item.schema)))?
-    {
-        return Err(Error::Usage {
-            message: format!(
-                "schema {} is locked by a running migration; retry when it has finished",
-                item.schema
-            ),
-        });
+    match db::acquire(conn, &item.schema, LockMode::Exclusive, lock_wait, control).await {
+        Ok(()) => {}
+        Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
+        Err(db::LockFailure::Db(e)) => {
+            return Err(Error::db(format!("locking schema {}", item.schema))(e));
+        }
     }
     let versions = [item.version];
     let r = match (action, &item.checksums) {
@@ -207,7 +212,7 @@ async fn repair_one(
         }
         (RepairAction::Checksums, None) => Ok(0),
     };
-    let _ = db::unlock(conn, &item.schema).await;
+    let _ = db::unlock(conn, &item.schema, LockMode::Exclusive).await;
     r.map_err(Error::db(format!("repairing schema {}", item.schema)))?;
     Ok(())
 }

@@ -172,6 +172,46 @@ pub fn sort_out(
     list
 }
 
+/// Does the configured tenant source (not `--tenant` names) still list
+/// `schema`? Asked, under the schema's lock, before a run creates a schema
+/// that was missing when it planned: a tenant removed from the source in
+/// the meantime is not created.
+pub async fn still_listed(
+    conn: &mut PgConnection,
+    settings: &Settings,
+    schema: &str,
+) -> std::result::Result<bool, sqlx::Error> {
+    if let Some(sql) = &settings.tenants.query {
+        let trimmed = sql.trim().trim_end_matches(';');
+        // language=SQL
+        let wrapped = format!(
+            "SELECT EXISTS (SELECT 1 FROM ({trimmed}) AS q(tenant_schema) WHERE q.tenant_schema::text = $1)"
+        );
+        sqlx::query_scalar(AssertSqlSafe(wrapped))
+            .persistent(false)
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await
+    } else if let Some(pattern) = &settings.tenants.pattern {
+        // language=SQL
+        sqlx::query_scalar("SELECT $1 LIKE $2")
+            .bind(schema)
+            .bind(pattern)
+            .fetch_one(&mut *conn)
+            .await
+    } else {
+        let table = qualified(&settings.control_schema, "tenants");
+        // language=SQL
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT to_regclass($2) IS NOT NULL AND EXISTS (SELECT 1 FROM {table} WHERE schema_name = $1)"
+        )))
+        .bind(schema)
+        .bind(&table)
+        .fetch_one(&mut *conn)
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

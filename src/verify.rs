@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::engine::{Engine, Selection, apply_migration};
 use crate::error::{Error, Result};
 use crate::ident::{quote_ident, validate_schema_name};
@@ -245,7 +245,7 @@ impl Engine {
         let name = format!("{SCRATCH_PREFIX}{:08x}", rand_suffix());
         let mut build = self.connection().await?;
         // The lock tells a later verify that this scratch schema is in use.
-        db::lock_with_deadline(&mut build, &name, s.lock_wait)
+        db::lock_with_deadline(&mut build, &name, LockMode::Exclusive, s.lock_wait)
             .await
             .map_err(Error::db("locking the scratch schema"))?;
         let built = async {
@@ -301,7 +301,7 @@ impl Engine {
         };
         let _ = db::reset_session(&mut build).await;
         let dropped = db::drop_schema_cascade(&mut build, &name).await;
-        let _ = db::unlock(&mut build, &name).await;
+        let _ = db::unlock(&mut build, &name, LockMode::Exclusive).await;
         let _ = build.close().await;
         dropped.map_err(Error::db(format!("dropping the scratch schema {name}")))?;
         structure
@@ -323,12 +323,12 @@ async fn drop_leftover_scratches(conn: &mut PgConnection) -> Result<()> {
     .await
     .map_err(Error::db("looking for leftover scratch schemas"))?;
     for name in names {
-        if db::try_lock(conn, &name)
+        if db::try_lock(conn, &name, LockMode::Exclusive)
             .await
             .map_err(Error::db("locking a leftover scratch schema"))?
         {
             let r = db::drop_schema_cascade(conn, &name).await;
-            let _ = db::unlock(conn, &name).await;
+            let _ = db::unlock(conn, &name, LockMode::Exclusive).await;
             r.map_err(Error::db(format!(
                 "dropping the leftover scratch schema {name}"
             )))?;

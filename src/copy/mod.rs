@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::engine::{Engine, describe_db_error};
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -76,6 +76,10 @@ pub struct CopyOptions {
     /// version move records its checkpoint there, so the copy and its
     /// record commit together).
     pub in_rename: Option<String>,
+    /// The caller already holds the source's advisory lock (a version move
+    /// holds it, shared, on its own connection for all of a schema's
+    /// steps); otherwise the copy takes it in shared mode itself.
+    pub source_locked: bool,
 }
 
 impl CopyOptions {
@@ -89,6 +93,7 @@ impl CopyOptions {
             verify: Verify::Counts,
             small_below_bytes: SMALL_COPY_BYTES,
             in_rename: None,
+            source_locked: false,
         }
     }
 }
@@ -244,21 +249,39 @@ impl Engine {
                 ),
             });
         }
-        if !db::try_lock(&mut ctl, dst)
-            .await
-            .map_err(Error::db("locking the target name"))?
-        {
-            return Err(Error::Usage {
-                message: format!(
-                    "another tenantmig process is working on schema {dst:?}; retry when it has finished"
-                ),
-            });
+        // The lock protocol: the target name exclusively (it is being
+        // made), the source shared (it is only read): copies of one source
+        // run together, but never while a command changes it.
+        let s = &self.settings;
+        let control = Some(s.control_schema.as_str());
+        match db::acquire(&mut ctl, dst, LockMode::Exclusive, s.lock_wait, control).await {
+            Ok(()) => {}
+            Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
+            Err(db::LockFailure::Db(e)) => return Err(Error::db("locking the target name")(e)),
         }
+        if !opts.source_locked {
+            match db::acquire(&mut ctl, src, LockMode::Shared, s.lock_wait, control).await {
+                Ok(()) => {}
+                Err(failure) => {
+                    let _ = db::unlock(&mut ctl, dst, LockMode::Exclusive).await;
+                    return Err(match failure {
+                        db::LockFailure::Busy(message) => Error::Usage { message },
+                        db::LockFailure::Db(e) => Error::db("locking the source schema")(e),
+                    });
+                }
+            }
+        }
+        let unlock = async |ctl: &mut PgConnection| {
+            if !opts.source_locked {
+                let _ = db::unlock(ctl, src, LockMode::Shared).await;
+            }
+            let _ = db::unlock(ctl, dst, LockMode::Exclusive).await;
+        };
         let tmp = temp_name(dst);
         // Before the copy proper: a schema under the temporary name that
         // tenantmig did not make is refused here and never dropped below.
-        if let Err(e) = drop_leftover(&mut ctl, &tmp, dst, &*self.sink).await {
-            let _ = db::unlock(&mut ctl, dst).await;
+        if let Err(e) = drop_leftover(&mut ctl, &tmp, dst, &*self.sink, s.lock_wait).await {
+            unlock(&mut ctl).await;
             return Err(e);
         }
         let result = self
@@ -267,7 +290,7 @@ impl Engine {
         if result.is_err() {
             let _ = db::drop_schema_cascade(&mut ctl, &tmp).await;
         }
-        let _ = db::unlock(&mut ctl, dst).await;
+        unlock(&mut ctl).await;
         let _ = ctl.close().await;
         result
     }
@@ -305,44 +328,7 @@ impl Engine {
             "copy: checks done"
         );
         let mut snap = self.connection().await?;
-        let doing = format!("reading schema {src}");
-        // language=SQL
-        snap.execute(sqlx::raw_sql(AssertSqlSafe(format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL search_path TO {}; SET LOCAL lock_timeout = {}",
-            quote_ident(src),
-            s.lock_wait.as_millis()
-        ))))
-        .await
-        .map_err(Error::db(doing.clone()))?;
-        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-            .fetch_one(&mut snap)
-            .await
-            .map_err(Error::db(doing.clone()))?;
-        let nsp: i64 =
-            sqlx::query_scalar("SELECT oid::int8 FROM pg_catalog.pg_namespace WHERE nspname = $1")
-                .bind(src)
-                .fetch_one(&mut snap)
-                .await
-                .map_err(Error::db(doing.clone()))?;
-        let def = catalog::read(&mut snap, nsp)
-            .await
-            .map_err(Error::db(doing.clone()))?;
-        let lockable: Vec<String> = def
-            .relations
-            .iter()
-            .filter(|r| matches!(r.kind, 'r' | 'p'))
-            .map(|r| format!("{}.{}", quote_ident(src), quote_ident(&r.name)))
-            .collect();
-        for chunk in lockable.chunks(500) {
-            // language=SQL
-            snap.execute(AssertSqlSafe(format!(
-                "LOCK TABLE {} IN ACCESS SHARE MODE",
-                chunk.join(", ")
-            )))
-            .await
-            .map_err(Error::db(format!("locking the tables of schema {src}")))?;
-        }
+        let (snapshot, nsp, def) = lock_and_snapshot(&mut snap, src, s.lock_wait).await?;
 
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
@@ -539,8 +525,10 @@ impl Engine {
                 ),
             });
 
-            // Checks against the snapshot.
+            // Checks against the snapshot, and of the snapshot against the
+            // live source: no table may have been rewritten behind it.
             let t0 = Instant::now();
+            check_not_rewritten(&mut snap, src, nsp).await?;
             let mut checks = Vec::new();
             if opts.verify != Verify::None && small {
                 checks =
@@ -966,6 +954,7 @@ async fn drop_leftover(
     tmp: &str,
     dst: &str,
     sink: &dyn crate::events::EventSink,
+    lock_wait: Duration,
 ) -> Result<()> {
     // language=SQL
     let comment: Option<Option<String>> = sqlx::query_scalar(
@@ -978,14 +967,35 @@ async fn drop_leftover(
     match comment {
         None => Ok(()),
         Some(Some(c)) if c.starts_with(MARK) => {
-            ctl.execute(AssertSqlSafe(format!(
-                "DROP SCHEMA {} CASCADE",
-                quote_ident(tmp)
-            )))
-            .await
-            .map_err(Error::db(format!(
-                "dropping the leftover temporary schema {tmp}"
-            )))?;
+            // A killed copy's server session may still be building an
+            // index in it: wait at most lock_wait, then name it.
+            db::set_lock_timeout(ctl, lock_wait)
+                .await
+                .map_err(Error::db("setting lock_timeout"))?;
+            let dropped = ctl
+                .execute(AssertSqlSafe(format!(
+                    "DROP SCHEMA {} CASCADE",
+                    quote_ident(tmp)
+                )))
+                .await;
+            let _ = ctl.execute("RESET lock_timeout").await;
+            match dropped {
+                Ok(_) => {}
+                Err(e) if db::is_lock_timeout(&e) => {
+                    let who = db::relation_lock_holders(ctl, tmp).await;
+                    return Err(Error::Failed {
+                        message: format!(
+                            "the leftover temporary schema {tmp} of an interrupted copy into {dst} is still in use after {} (lock_wait){who}; nothing was copied",
+                            humantime::format_duration(lock_wait)
+                        ),
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::db(format!(
+                        "dropping the leftover temporary schema {tmp}"
+                    ))(e));
+                }
+            }
             sink.emit(Event::Warning {
                 message: format!(
                     "dropped {tmp}, left by an interrupted copy into {dst}, before starting again"
@@ -1010,5 +1020,158 @@ pub(crate) fn shell_word(name: &str) -> String {
         name.to_string()
     } else {
         format!("'{name}'")
+    }
+}
+
+/// Locks the source's tables, and only then takes the copy's snapshot:
+/// returns the exported snapshot, the schema's oid and its catalog, read in
+/// that snapshot, with `snap` left in the open `REPEATABLE READ`
+/// transaction that holds the locks.
+///
+/// The order matters. A change that rewrites a table (`ALTER COLUMN …
+/// TYPE`, `TRUNCATE`, `VACUUM FULL`…) writes the rows into a new file whose
+/// rows an older snapshot does not see: a snapshot taken before such a
+/// change committed, and used after, reads the table as empty. `LOCK TABLE`
+/// takes no snapshot of its own, so locking first and exporting the
+/// snapshot next means every such change either committed before the
+/// snapshot (and is seen) or waits for the copy (the `ACCESS SHARE` locks).
+/// A table created between the list and the locks is caught by comparing
+/// the list with the catalog in the snapshot, and the whole step runs again.
+async fn lock_and_snapshot(
+    snap: &mut PgConnection,
+    src: &str,
+    lock_wait: Duration,
+) -> Result<(String, i64, catalog::SchemaDef)> {
+    let doing = format!("reading schema {src}");
+    for _ in 0..3 {
+        // language=SQL
+        let mut listed: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+        )
+        .bind(src)
+        .fetch_all(&mut *snap)
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        listed.sort();
+        // language=SQL
+        snap.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL search_path TO {}; SET LOCAL lock_timeout = {}",
+            quote_ident(src),
+            lock_wait.as_millis().max(1)
+        ))))
+        .await
+        .map_err(Error::db(doing.clone()))?;
+        let mut vanished = false;
+        for chunk in listed.chunks(500) {
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|t| format!("{}.{}", quote_ident(src), quote_ident(t)))
+                .collect();
+            // language=SQL
+            let locked = snap
+                .execute(AssertSqlSafe(format!(
+                    "LOCK TABLE {} IN ACCESS SHARE MODE",
+                    names.join(", ")
+                )))
+                .await;
+            match locked {
+                Ok(_) => {}
+                // Dropped since the list: list and lock again.
+                Err(e)
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") =>
+                {
+                    vanished = true;
+                    break;
+                }
+                Err(e) if db::is_lock_timeout(&e) => {
+                    let who = db::relation_lock_holders(snap, src).await;
+                    return Err(Error::Failed {
+                        message: format!(
+                            "copying schema {src} waited {} (lock_wait) for its tables{who}; nothing was copied",
+                            humantime::format_duration(lock_wait)
+                        ),
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::db(format!("locking the tables of schema {src}"))(e));
+                }
+            }
+        }
+        if vanished {
+            let _ = snap.execute("ROLLBACK").await;
+            continue;
+        }
+        // The snapshot, now that the tables are locked.
+        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *snap)
+            .await
+            .map_err(Error::db(doing.clone()))?;
+        let nsp: i64 =
+            sqlx::query_scalar("SELECT oid::int8 FROM pg_catalog.pg_namespace WHERE nspname = $1")
+                .bind(src)
+                .fetch_one(&mut *snap)
+                .await
+                .map_err(Error::db(doing.clone()))?;
+        let def = catalog::read(snap, nsp)
+            .await
+            .map_err(Error::db(doing.clone()))?;
+        let mut seen: Vec<String> = def
+            .relations
+            .iter()
+            .filter(|r| matches!(r.kind, 'r' | 'p'))
+            .map(|r| r.name.clone())
+            .collect();
+        seen.sort();
+        if seen != listed {
+            // A table came or went between the list and the locks.
+            let _ = snap.execute("ROLLBACK").await;
+            continue;
+        }
+        check_not_rewritten(snap, src, nsp).await?;
+        return Ok((snapshot, nsp, def));
+    }
+    Err(Error::Failed {
+        message: format!(
+            "the tables of schema {src} kept changing while the copy tried to lock them (tables created or dropped by another session); nothing was copied: retry when it is quiet"
+        ),
+    })
+}
+
+/// Fails when a table of the source was rewritten (`ALTER COLUMN … TYPE`,
+/// `TRUNCATE`, `VACUUM FULL`, `CLUSTER`) after the copy's snapshot was taken:
+/// the snapshot's catalog names the old data file, the live catalog a new
+/// one, and the snapshot may see the table as empty. Run on the snapshot's
+/// connection: `pg_class` is read in the snapshot, `pg_relation_filenode`
+/// from the live catalog. With the locks taken before the snapshot (see
+/// [`lock_and_snapshot`]) this cannot happen; the check is what lets the
+/// copy's own verification see a difference from the live source at all,
+/// since its row counts and hashes read the same snapshot.
+async fn check_not_rewritten(snap: &mut PgConnection, src: &str, nsp: i64) -> Result<()> {
+    // language=SQL
+    let rewritten: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c \
+         WHERE c.relnamespace = $1::int8::oid AND c.relkind IN ('r', 'm') AND c.relfilenode <> 0 \
+           AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode \
+         ORDER BY 1",
+    )
+    .bind(nsp)
+    .fetch_all(&mut *snap)
+    .await
+    .map_err(Error::db(format!("checking the tables of schema {src}")))?;
+    if rewritten.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Failed {
+            message: format!(
+                "table{} {} of schema {src} {} rewritten by another session after the copy's snapshot was taken, so the snapshot cannot see {} rows; nothing was created: run the copy again",
+                if rewritten.len() == 1 { "" } else { "s" },
+                rewritten.join(", "),
+                if rewritten.len() == 1 { "was" } else { "were" },
+                if rewritten.len() == 1 { "its" } else { "their" },
+            ),
+        })
     }
 }

@@ -39,7 +39,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use crate::config::{Strategy, VersionSettings};
 use crate::copy::CopyOptions;
-use crate::db;
+use crate::db::{self, LockMode};
 use crate::engine::{Engine, RunCtx, Selection, describe_db_error, migrate_schema};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
@@ -716,20 +716,25 @@ impl Engine {
         // One move of a version at a time.
         let lock_name = format!("migrate-to {}", opts.version);
         let mut guard = self.connection().await?;
-        if !db::try_lock(&mut guard, &lock_name)
-            .await
-            .map_err(Error::db("locking the move"))?
+        match db::acquire(
+            &mut guard,
+            &lock_name,
+            LockMode::Exclusive,
+            s.lock_wait,
+            Some(&s.control_schema),
+        )
+        .await
         {
-            let holder = db::lock_holder(&mut guard, &lock_name).await.ok().flatten();
-            return Err(Error::Usage {
-                message: format!(
-                    "another tenantmig migrate-to {} is running{}; wait for it to finish",
-                    opts.version,
-                    holder
-                        .map(|p| format!(" (backend pid {p})"))
-                        .unwrap_or_default()
-                ),
-            });
+            Ok(()) => {}
+            Err(db::LockFailure::Busy(why)) => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "another tenantmig migrate-to {} is running: {why}",
+                        opts.version
+                    ),
+                });
+            }
+            Err(db::LockFailure::Db(e)) => return Err(Error::db("locking the move")(e)),
         }
 
         let (free, _) = db::free_connections(&mut control)
@@ -754,11 +759,16 @@ impl Engine {
         let cx = Arc::new(MoveCtx {
             run: RunCtx::start(
                 run_settings,
-                self.connect.clone(),
+                self.connect
+                    .clone()
+                    .application_name(&db::run_application_name(led.run_id)),
                 self.sink.clone(),
                 led.sender(),
                 shutdown,
                 crate::state::Goal::Head,
+                // A move's targets are made by its own steps before they
+                // are migrated: none may be created by the migration.
+                Default::default(),
             ),
             version: opts.version.clone(),
             control: s.control_schema.clone(),
@@ -867,7 +877,7 @@ impl Engine {
                 None => {}
             }
         }
-        let _ = db::unlock(&mut guard, &lock_name).await;
+        let _ = db::unlock(&mut guard, &lock_name, LockMode::Exclusive).await;
         let _ = guard.close().await;
 
         report.stopped = *cx.run.stop_reason.lock().expect("stop reason lock");
@@ -946,15 +956,24 @@ impl Engine {
         self.ensure_control(&mut conn).await?;
         let c = &self.settings.control_schema;
         let lock_name = format!("migrate-to {version}");
-        if !db::try_lock(&mut conn, &lock_name)
-            .await
-            .map_err(Error::db("locking the move"))?
+        match db::acquire(
+            &mut conn,
+            &lock_name,
+            LockMode::Exclusive,
+            self.settings.lock_wait,
+            Some(c),
+        )
+        .await
         {
-            return Err(Error::Usage {
-                message: format!(
-                    "a tenantmig migrate-to {version} is running; stop it (Ctrl-C) before aborting"
-                ),
-            });
+            Ok(()) => {}
+            Err(db::LockFailure::Busy(why)) => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "a tenantmig migrate-to {version} is running; stop it (Ctrl-C) before aborting: {why}"
+                    ),
+                });
+            }
+            Err(db::LockFailure::Db(e)) => return Err(Error::db("locking the move")(e)),
         }
         let result = async {
             for name in &plan.schemas {
@@ -984,7 +1003,7 @@ impl Engine {
             Ok::<_, Error>(())
         }
         .await;
-        let _ = db::unlock(&mut conn, &lock_name).await;
+        let _ = db::unlock(&mut conn, &lock_name, LockMode::Exclusive).await;
         let _ = conn.close().await;
         let err = result.as_ref().err().map(|e: &Error| e.to_string());
         self.record_run(
@@ -1378,18 +1397,24 @@ async fn run_steps(
     out: &mut MoveOutcome,
 ) -> bool {
     let s = &cx.run.settings;
-    match db::lock_with_deadline(conn, &m.source, s.lock_wait).await {
-        Ok(true) => {}
-        Ok(false) => {
+    // The source is only read (cloned, or read by the data moves): shared,
+    // so that copies of it may run beside the move but no change can.
+    match db::acquire(
+        conn,
+        &m.source,
+        LockMode::Shared,
+        s.lock_wait,
+        Some(&s.control_schema),
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(db::LockFailure::Busy(message)) => {
             out.state = OutcomeState::Failed;
-            out.error = Some(format!(
-                "schema {} stayed locked by another tenantmig process for {}; rerun when it has finished",
-                m.source,
-                humantime::format_duration(s.lock_wait)
-            ));
+            out.error = Some(message);
             return false;
         }
-        Err(e) => {
+        Err(db::LockFailure::Db(e)) => {
             out.state = OutcomeState::Failed;
             out.error = Some(format!(
                 "while locking schema {}: {}",
@@ -1527,7 +1552,7 @@ async fn run_steps(
     if !broken {
         let cleanup = async {
             db::reset_session(conn).await?;
-            db::unlock(conn, &m.source).await
+            db::unlock(conn, &m.source, LockMode::Shared).await
         }
         .await;
         broken = !matches!(cleanup, Ok(true));
