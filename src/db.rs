@@ -106,7 +106,7 @@ pub async fn read_statuses(
             }
             // language=SQL
             sql.push_str(&format!(
-                "SELECT {i}::int4, version, checksum, success FROM {}",
+                "SELECT {i}::int4, version, checksum, success, execution_time < 0 FROM {}",
                 qualified(schema, history_table)
             ));
         }
@@ -118,6 +118,7 @@ pub async fn read_statuses(
                     version: row.try_get(1)?,
                     checksum: row.try_get(2)?,
                     success: row.try_get(3)?,
+                    reverting: row.try_get(4)?,
                 };
                 checkers[i as usize].push(&applied);
             }
@@ -139,7 +140,7 @@ pub async fn read_status(
 ) -> Result<SchemaStatus, sqlx::Error> {
     // language=SQL
     let sql = format!(
-        "SELECT version, checksum, success FROM {}",
+        "SELECT version, checksum, success, execution_time < 0 FROM {}",
         qualified(schema, history_table)
     );
     let rows = sqlx::query(AssertSqlSafe(sql))
@@ -152,6 +153,7 @@ pub async fn read_status(
             version: r.try_get(0)?,
             checksum: r.try_get(1)?,
             success: r.try_get(2)?,
+            reverting: r.try_get(3)?,
         });
     }
     Ok(c.finish(schema))
@@ -405,6 +407,54 @@ pub async fn lock_with_deadline(
     }
 }
 
+/// Takes the shared advisory lock of every schema in `names` (a reader of
+/// many schemas at once, such as verify), polling up to `wait` for those a
+/// change holds. Returns the names still held by someone else at the
+/// deadline; the locks it got stay held (release them all with
+/// [`unlock_many_shared`]).
+pub async fn lock_many_shared(
+    conn: &mut PgConnection,
+    names: &[String],
+    wait: Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(20);
+    let mut busy = names.to_vec();
+    loop {
+        // language=SQL
+        busy = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT n FROM unnest($1::text[]) AS n WHERE NOT pg_try_advisory_lock_shared({})",
+            LOCK_KEY.replace("$1", "n")
+        )))
+        .bind(&busy)
+        .fetch_all(&mut *conn)
+        .await?;
+        let now = Instant::now();
+        if busy.is_empty() || now >= deadline {
+            return Ok(busy);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Releases the shared locks [`lock_many_shared`] took (names it did not
+/// get are released nowhere: PostgreSQL only warns).
+pub async fn unlock_many_shared(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT pg_advisory_unlock_shared({}) FROM unnest($1::text[]) AS n",
+        LOCK_KEY.replace("$1", "n")
+    )))
+    .bind(names)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Why a schema's lock could not be had.
 #[derive(Debug)]
 pub enum LockFailure {
@@ -468,6 +518,12 @@ pub async fn set_lock_timeout(conn: &mut PgConnection, wait: Duration) -> Result
 /// are swallowed. A connection in a failed transaction is rolled back
 /// first.
 pub async fn relation_lock_holders(conn: &mut PgConnection, schema: &str) -> String {
+    relation_lock_holders_in(conn, &[schema]).await
+}
+
+/// As [`relation_lock_holders`], over the tables of several schemas (a
+/// tenant's migration may wait on a table of the shared schema).
+pub async fn relation_lock_holders_in(conn: &mut PgConnection, schemas: &[&str]) -> String {
     let _ = conn.execute("ROLLBACK").await;
     // language=SQL
     let rows = sqlx::query(
@@ -477,11 +533,11 @@ pub async fn relation_lock_holders(conn: &mut PgConnection, schema: &str) -> Str
          JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
          JOIN pg_catalog.pg_class c ON c.oid = l.relation \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE l.locktype = 'relation' AND l.granted AND n.nspname = $1 \
+         WHERE l.locktype = 'relation' AND l.granted AND n.nspname = ANY($1) \
            AND l.pid <> pg_catalog.pg_backend_pid() \
          ORDER BY 1 LIMIT 5",
     )
-    .bind(schema)
+    .bind(schemas)
     .fetch_all(&mut *conn)
     .await;
     let Ok(rows) = rows else {
@@ -633,7 +689,8 @@ pub async fn delete_history(
 
 /// Marks a version's row as not succeeded, before a `-- no-transaction`
 /// down file runs: a failure or a kill then leaves the schema refused until
-/// a repair.
+/// a repair. `execution_time = -1` says that it was a rollback that did not
+/// finish (see [`AppliedRow::reverting`]).
 pub async fn mark_failed(
     conn: &mut PgConnection,
     schema: &str,
@@ -642,7 +699,7 @@ pub async fn mark_failed(
 ) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
-        "UPDATE {} SET success = FALSE WHERE version = $1",
+        "UPDATE {} SET success = FALSE, execution_time = -1 WHERE version = $1",
         qualified(schema, table)
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -706,7 +763,8 @@ pub async fn mark_failed_rows_applied(
 ) -> Result<u64, sqlx::Error> {
     // language=SQL
     let sql = format!(
-        "UPDATE {} SET success = TRUE WHERE success = FALSE AND version = ANY($1)",
+        "UPDATE {} SET success = TRUE, execution_time = greatest(execution_time, 0) \
+         WHERE success = FALSE AND version = ANY($1)",
         qualified(schema, table)
     );
     let done = sqlx::query(AssertSqlSafe(sql))

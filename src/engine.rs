@@ -1047,7 +1047,10 @@ async fn run_pool(
                             // worker will do better. Stop starting schemas.
                             queue.lock().expect("queue lock").push_front(schema);
                             cx.sink.emit(Event::Warning {
-                                message: format!("cannot connect to the database any more: {e}"),
+                                message: format!(
+                                    "cannot connect to the database any more: {}",
+                                    describe_db_error(&e)
+                                ),
                             });
                             cx.halt(StopReason::ServerGone);
                             break;
@@ -1143,39 +1146,7 @@ impl StepError {
     }
 }
 
-fn severity_word(s: sqlx::postgres::PgSeverity) -> &'static str {
-    use sqlx::postgres::PgSeverity::*;
-    match s {
-        Panic => "PANIC",
-        Fatal => "FATAL",
-        Error => "ERROR",
-        Warning => "WARNING",
-        Notice => "NOTICE",
-        Debug => "DEBUG",
-        Info => "INFO",
-        Log => "LOG",
-    }
-}
-
-/// The error's message with PostgreSQL's detail and hint when present.
-pub(crate) fn describe_db_error(e: &sqlx::Error) -> String {
-    if let Some(pg) = e
-        .as_database_error()
-        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
-    {
-        let mut s = format!("{}: {}", severity_word(pg.severity()), pg.message());
-        if let Some(d) = pg.detail() {
-            s.push_str(&format!(" (detail: {d})"));
-        }
-        if let Some(h) = pg.hint() {
-            s.push_str(&format!(" (hint: {h})"));
-        }
-        s.push_str(&format!(" [SQLSTATE {}]", pg.code()));
-        s
-    } else {
-        e.to_string()
-    }
-}
+pub(crate) use crate::error::describe_db_error;
 
 /// Migrates one schema on `conn`. Returns true when the connection must be
 /// dropped (it may still hold the schema's lock or an open transaction).
@@ -1231,7 +1202,20 @@ pub(crate) async fn migrate_schema(
             }
             None => format!("while migrating schema {schema}"),
         };
-        out.error = Some(format!("{what}: {}", describe_db_error(&e.source)));
+        let mut why = describe_db_error(&e.source);
+        if db::is_lock_timeout(&e.source) {
+            // Who made it wait: whoever still holds locks on the tables it
+            // touches (the tenant's own, or the shared schema's).
+            why.push_str(&format!(
+                " after {} tries of lock_timeout {}",
+                out.attempts.max(1),
+                humantime::format_duration(s.lock_timeout)
+            ));
+            why.push_str(
+                &db::relation_lock_holders_in(conn, &[schema, s.shared_schema.as_str()]).await,
+            );
+        }
+        out.error = Some(format!("{what}: {why}"));
         out.failed_version = e.version;
         out.failed_statement = e.statement;
     }

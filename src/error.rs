@@ -46,7 +46,7 @@ pub enum Error {
     InvalidName(#[from] crate::ident::InvalidName),
 
     /// The database could not be reached.
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {}", describe_db_error(source))]
     Connect {
         /// The URL with its password masked.
         url: String,
@@ -64,7 +64,7 @@ pub enum Error {
     },
 
     /// A database operation failed outside any single tenant.
-    #[error("while {doing}: {source}")]
+    #[error("while {doing}: {}", describe_db_error(source))]
     Database {
         /// What was being done.
         doing: String,
@@ -87,6 +87,43 @@ impl Error {
             Error::Database { .. } | Error::Failed { .. } => 1,
             _ => 2,
         }
+    }
+}
+
+fn severity_word(s: sqlx::postgres::PgSeverity) -> &'static str {
+    use sqlx::postgres::PgSeverity::*;
+    match s {
+        Panic => "PANIC",
+        Fatal => "FATAL",
+        Error => "ERROR",
+        Warning => "WARNING",
+        Notice => "NOTICE",
+        Debug => "DEBUG",
+        Info => "INFO",
+        Log => "LOG",
+    }
+}
+
+/// A database error for people: PostgreSQL's severity, message, detail and
+/// hint, and the SQLSTATE, but not the driver's "at line N" (a line of
+/// PostgreSQL's own C source, which tells an operator nothing). Other
+/// errors as the driver prints them.
+pub fn describe_db_error(e: &sqlx::Error) -> String {
+    if let Some(pg) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    {
+        let mut s = format!("{}: {}", severity_word(pg.severity()), pg.message());
+        if let Some(d) = pg.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = pg.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        s.push_str(&format!(" [SQLSTATE {}]", pg.code()));
+        s
+    } else {
+        e.to_string()
     }
 }
 

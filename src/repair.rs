@@ -68,7 +68,7 @@ impl Engine {
                 continue;
             }
             for p in &st.problems {
-                if let Problem::Dirty { version } = p {
+                if let Problem::Dirty { version, .. } = p {
                     items.push(RepairItem {
                         schema: st.schema.clone(),
                         phase,

@@ -507,7 +507,14 @@ impl Engine {
                 usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
                 qualified(c, "snapshots"),
             );
-            crate::moves::rename_schemas(&mut tx, &report.renames, s.lock_timeout, &record, "restore")
+            crate::moves::rename_schemas(
+                &mut tx,
+                &report.renames,
+                s.lock_wait,
+                s.lock_timeout,
+                &record,
+                "restore",
+            )
                 .await?;
             let mut kept = None;
             if !replaced.is_empty() {

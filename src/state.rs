@@ -14,6 +14,10 @@ pub struct AppliedRow {
     pub checksum: Vec<u8>,
     /// False while a `-- no-transaction` migration runs, or after it failed.
     pub success: bool,
+    /// The row was marked failed before its `-- no-transaction` down file
+    /// ran (tenantmig records `execution_time = -1` then): a false row is
+    /// then an interrupted rollback, not a failed migration.
+    pub reverting: bool,
 }
 
 /// The state of one schema, worst first.
@@ -85,6 +89,9 @@ pub enum Problem {
     Dirty {
         /// The version.
         version: i64,
+        /// True when it was its down file, in a rollback, that failed or
+        /// was interrupted.
+        reverting: bool,
     },
 }
 
@@ -106,8 +113,18 @@ impl Problem {
                 "version {} is applied but no local migration file has it",
                 set.fmt_version(*version)
             ),
-            Problem::Dirty { version } => format!(
+            Problem::Dirty {
+                version,
+                reverting: false,
+            } => format!(
                 "migration {} (no-transaction) failed or was interrupted; fix the schema by hand, then run `tenantmig repair`",
+                set.fmt_version(*version)
+            ),
+            Problem::Dirty {
+                version,
+                reverting: true,
+            } => format!(
+                "the rollback of migration {} (its no-transaction .down.sql) failed or was interrupted; finish or undo it by hand, then run `tenantmig repair` (--clear when it is reverted, --mark-applied when it is not)",
                 set.fmt_version(*version)
             ),
         }
@@ -187,6 +204,7 @@ impl<'a> Checker<'a> {
         if !row.success {
             self.problems.push(Problem::Dirty {
                 version: row.version,
+                reverting: row.reverting,
             });
             return;
         }
@@ -212,7 +230,7 @@ impl<'a> Checker<'a> {
     /// The schema's status.
     pub fn finish(mut self, schema: impl Into<String>) -> SchemaStatus {
         self.problems.sort_by_key(|p| match p {
-            Problem::Dirty { version } => (0, *version),
+            Problem::Dirty { version, .. } => (0, *version),
             Problem::ChecksumMismatch { version, .. } => (1, *version),
             Problem::UnknownVersion { version } => (2, *version),
         });
@@ -371,6 +389,7 @@ mod tests {
             version: v,
             checksum: set.migrations[set.index_of(v).unwrap()].checksum.clone(),
             success: true,
+            reverting: false,
         }
     }
 
@@ -428,6 +447,7 @@ mod tests {
                     version: 9,
                     checksum: vec![1],
                     success: true,
+                    reverting: false,
                 },
             ],
         );
@@ -450,11 +470,18 @@ mod tests {
                     version: 3,
                     checksum: s.migrations[2].checksum.clone(),
                     success: false,
+                    reverting: false,
                 },
             ],
         );
         assert_eq!(st.state, SchemaState::Failed);
-        assert_eq!(st.problems[0], Problem::Dirty { version: 3 });
+        assert_eq!(
+            st.problems[0],
+            Problem::Dirty {
+                version: 3,
+                reverting: false
+            }
+        );
     }
 
     #[test]

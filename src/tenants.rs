@@ -80,7 +80,7 @@ pub async fn resolve(
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| Error::Config {
-                message: format!("tenants.query failed: {e}; the query must return tenant schema names in its first column"),
+                message: format!("tenants.query failed: {}; the query must return tenant schema names in its first column", crate::error::describe_db_error(&e)),
             })?;
         let mut names = Vec::with_capacity(rows.len());
         for r in rows {

@@ -148,7 +148,9 @@ impl Engine {
                         ),
                     });
                 }
-                let st = read_structures(&mut conn, std::slice::from_ref(name)).await?;
+                let st = self
+                    .read_locked(&mut conn, std::slice::from_ref(name))
+                    .await?;
                 (
                     format!("tenant {name}"),
                     st.into_values().next().unwrap_or_default(),
@@ -173,7 +175,7 @@ impl Engine {
             order.insert(name.clone(), n);
         }
         for chunk in present.chunks(CHUNK) {
-            let structures = read_structures(&mut conn, chunk).await?;
+            let structures = self.read_locked(&mut conn, chunk).await?;
             // Fingerprints in parallel; a difference list once per new one.
             let prints: Vec<(String, String)> = structures
                 .par_iter()
@@ -235,6 +237,45 @@ impl Engine {
             groups,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Reads the structures of `names` under their shared advisory locks
+    /// (the lock protocol: a reader never overlaps a change, so a tenant in
+    /// the middle of a migration is read before or after it, not during).
+    async fn read_locked(
+        &self,
+        conn: &mut PgConnection,
+        names: &[String],
+    ) -> Result<HashMap<String, Structure>> {
+        let s = &self.settings;
+        let busy = db::lock_many_shared(conn, names, s.lock_wait)
+            .await
+            .map_err(Error::db("locking the tenant schemas to read"))?;
+        let result = if let Some(name) = busy.first() {
+            let holders = db::lock_holders(conn, name, Some(&s.control_schema))
+                .await
+                .unwrap_or_default();
+            Err(Error::Usage {
+                message: format!(
+                    "schema {name}{} stayed locked for {} (lock_wait) by {}; nothing was compared: rerun when it has finished",
+                    if busy.len() > 1 {
+                        format!(" (and {} more)", busy.len() - 1)
+                    } else {
+                        String::new()
+                    },
+                    humantime::format_duration(s.lock_wait),
+                    holders
+                        .iter()
+                        .map(db::LockHolder::describe)
+                        .collect::<Vec<_>>()
+                        .join("; and by ")
+                ),
+            })
+        } else {
+            read_structures(conn, names).await
+        };
+        let _ = db::unlock_many_shared(conn, names).await;
+        result
     }
 
     /// Builds a scratch schema from the tenant migrations, reads its

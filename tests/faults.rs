@@ -555,3 +555,144 @@ async fn a_server_that_goes_away_stops_the_run_with_tenants_not_reached(pool: Pg
         .assert()
         .success();
 }
+
+// 8. A lock-timeout failure names the session that held the table.
+#[sqlx::test(migrations = false)]
+async fn a_lock_timeout_failure_names_the_blocking_session(pool: PgPool) {
+    let (url, shared, tenant) = tenant_with_rows(&pool).await;
+    let dir = tempfile::tempdir().expect("dir");
+    write(tenant.path(), "0002_more.sql", "ALTER TABLE items ADD COLUMN w int;");
+    let mut app = sqlx::PgConnection::connect(&url).await.expect("connect");
+    app.execute("SET application_name = 'the app'; BEGIN; SELECT count(*) FROM t_01.items")
+        .await
+        .expect("read in a transaction");
+    let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .env("TENANTMIG_LOCK_TIMEOUT", "200ms")
+        .env("TENANTMIG_LOCK_RETRIES", "1")
+        .env("TENANTMIG_RETRY_BACKOFF", "10ms")
+        .args(["migrate", "--tenant", "t_01"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("lock timeout"), "{text}");
+    assert!(text.contains("\"the app\""), "{text}");
+    assert!(text.contains("state idle in transaction"), "{text}");
+    assert!(text.contains("pg_terminate_backend("), "{text}");
+    app.execute("ROLLBACK").await.expect("rollback");
+}
+
+// 8. PostgreSQL's source location ("at line 948" of its C code) is never
+// shown, neither in a failed tenant's error nor in a command's error.
+#[sqlx::test(migrations = false)]
+async fn errors_do_not_carry_postgres_source_lines(pool: PgPool) {
+    let url = url_of(&pool);
+    let shared = folder(&[]);
+    let tenant = folder(&[("0001_bad.sql", "CREATE TABLE items (id int); SELECT 1/0;")]);
+    let dir = tempfile::tempdir().expect("dir");
+    let line = regex_lite_at_line();
+    let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .args(["migrate", "--tenant", "t_01"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(text.contains("division by zero"), "{text}");
+    assert!(!line(&text), "{text}");
+    let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .env("TENANTMIG_TENANTS__QUERY", "SELECT nope FROM nowhere")
+        .args(["status"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(text.contains("nowhere"), "{text}");
+    assert!(!line(&text), "{text}");
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT coalesce(error, '') FROM tenantmig.run_tenants")
+            .fetch_all(&pool)
+            .await
+            .expect("ledger");
+    assert!(rows.iter().any(|e| e.contains("division by zero")));
+    assert!(rows.iter().all(|e| !line(e)), "{rows:?}");
+}
+
+/// A matcher for the driver's " at line N" suffix.
+fn regex_lite_at_line() -> impl Fn(&str) -> bool {
+    |text: &str| {
+        text.match_indices(" at line ").any(|(i, m)| {
+            text[i + m.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+    }
+}
+
+// 8. A no-transaction .down.sql that fails is reported on the next run as
+// an interrupted rollback, not as a failed migration.
+#[sqlx::test(migrations = false)]
+async fn an_interrupted_down_file_is_reported_as_an_interrupted_rollback(pool: PgPool) {
+    let url = url_of(&pool);
+    let shared = folder(&[]);
+    let tenant = folder(&[
+        ("0001_items.up.sql", "CREATE TABLE items (id int);"),
+        ("0001_items.down.sql", "DROP TABLE items;"),
+        (
+            "0002_idx.up.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY items_id ON items (id);",
+        ),
+        (
+            "0002_idx.down.sql",
+            "-- no-transaction\nSELECT 1/0;\nDROP INDEX CONCURRENTLY items_id;",
+        ),
+    ]);
+    let dir = tempfile::tempdir().expect("dir");
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .args(["migrate", "--tenant", "t_01"])
+        .assert()
+        .success();
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .args(["rollback", "--steps", "1", "--tenant", "t_01", "--yes"])
+        .assert()
+        .code(1);
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .args(["migrate", "--tenant", "t_01"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "the rollback of migration 0002 (its no-transaction .down.sql) failed or was interrupted",
+        ));
+}
+
+// 1. verify reads a tenant under its shared lock: a tenant that a change
+// holds is not read half-way; verify waits lock_wait, then names the holder.
+#[sqlx::test(migrations = false)]
+async fn verify_waits_for_a_change_and_names_its_holder(pool: PgPool) {
+    let (url, shared, tenant) = tenant_with_rows(&pool).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut changer = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let pid: i32 = sqlx::query_scalar(
+        "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock(hashtextextended('tenantmig:' || 't_01', 0))) x",
+    )
+    .fetch_one(&mut changer)
+    .await
+    .expect("lock");
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .env("TENANTMIG_LOCK_WAIT", "1s")
+        .args(["verify", "--tenant", "t_01"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "backend pid {pid} (exclusive lock"
+        )));
+    changer.close().await.expect("close");
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .args(["verify", "--tenant", "t_01"])
+        .assert()
+        .success();
+}

@@ -1190,6 +1190,7 @@ impl Engine {
             rename_schemas(
                 &mut tx,
                 &report.renames,
+                s.lock_wait,
                 s.lock_timeout,
                 &record,
                 "cut-over",
@@ -1223,12 +1224,14 @@ impl Engine {
 }
 
 /// Renames schemas inside the caller's transaction, under every name's
-/// advisory lock (transaction-level) and `lock_timeout`, then runs `then`
+/// advisory lock (transaction-level, waited for up to `lock_wait`) and
+/// `lock_timeout`, then runs `then`
 /// (the record of the renames) in the same transaction. `what` names the
 /// operation in errors.
 pub(crate) async fn rename_schemas(
     tx: &mut PgConnection,
     renames: &[Rename],
+    lock_wait: Duration,
     lock_timeout: Duration,
     then: &str,
     what: &str,
@@ -1239,22 +1242,47 @@ pub(crate) async fn rename_schemas(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    // language=SQL
-    let busy: Vec<String> = sqlx::query_scalar(
-        "SELECT n FROM unnest($1::text[]) AS n \
-         WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tenantmig:' || n, 0))",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(Error::db("locking the schemas"))?;
-    if !busy.is_empty() {
-        return Err(Error::Usage {
-            message: format!(
-                "another tenantmig process is working on {}; retry when it has finished",
-                busy.join(", ")
-            ),
-        });
+    // Every name exclusively, polled up to lock_timeout (the command's
+    // lock_wait): the locks already had stay had until the transaction ends.
+    let deadline = Instant::now() + lock_wait;
+    let mut pause = Duration::from_millis(20);
+    let mut busy = names;
+    loop {
+        // language=SQL
+        busy = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT n FROM unnest($1::text[]) AS n WHERE NOT pg_try_advisory_xact_lock({})",
+            db::LOCK_KEY.replace("$1", "n")
+        )))
+        .bind(&busy)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::db("locking the schemas"))?;
+        if busy.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let mut who = Vec::new();
+            for name in &busy {
+                let holders = db::lock_holders(tx, name, None).await.unwrap_or_default();
+                who.push(format!(
+                    "{name} (held by {})",
+                    holders
+                        .iter()
+                        .map(db::LockHolder::describe)
+                        .collect::<Vec<_>>()
+                        .join("; and by ")
+                ));
+            }
+            return Err(Error::Usage {
+                message: format!(
+                    "the {what} waited {} (lock_wait) for schemas that another session works on, and renamed nothing: {}",
+                    humantime::format_duration(lock_wait),
+                    who.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
     // language=SQL
     let mut sql = format!("SET LOCAL lock_timeout = {};\n", lock_timeout.as_millis());
@@ -1368,7 +1396,7 @@ async fn run_schema(
             Ok(c) => *conn = Some(c),
             Err(e) => {
                 out.state = OutcomeState::Failed;
-                out.error = Some(format!("cannot connect: {e}"));
+                out.error = Some(format!("cannot connect: {}", describe_db_error(&e)));
             }
         }
     }
