@@ -41,7 +41,8 @@ struct CountPlan {
 
 /// Decides what a final check compares, from the tables of both schemas
 /// (`target`: name to whether it has the tenant column) and the `-- copies:`
-/// pairs of the phase's data-move files. A declared target table is
+/// pairs of the phase's data-move files (each with the file's path, for
+/// messages). A declared target table is
 /// counted against the sum of its declared sources (distinct tables); every
 /// other source table against the target table of the same name, unless
 /// that one is declared. With `tenant_column` (a consolidated tenant), only
@@ -50,42 +51,40 @@ struct CountPlan {
 fn count_plan(
     source: &[String],
     target: &BTreeMap<String, bool>,
-    declared: &[Copies],
+    declared: &[(String, Copies)],
     tenant_column: Option<&str>,
     (source_schema, target_schema): (&str, &str),
 ) -> Result<CountPlan, String> {
     let mut by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for c in declared {
+    for (file, c) in declared {
+        let said = format!("{file} declares `-- copies: {} -> {}`", c.source, c.target);
         if !source.contains(&c.source) {
             return Err(format!(
-                "a data-move file declares `-- copies: {} -> {}`, but {source_schema} has no table {}",
-                c.source, c.target, c.source
+                "{said}, but {source_schema} has no table {}",
+                c.source
             ));
         }
-        match target.get(&c.target) {
-            None => {
+        match (target.get(&c.target), tenant_column) {
+            (None, _) => {
                 return Err(format!(
-                    "a data-move file declares `-- copies: {} -> {}`, but {target_schema} has no table {}",
-                    c.source, c.target, c.target
+                    "{said}, but {target_schema} has no table {}",
+                    c.target
                 ));
             }
-            Some(false) if tenant_column.is_some() => {
+            (Some(false), Some(col)) => {
                 return Err(format!(
-                    "a data-move file declares `-- copies: {} -> {}`, but {target_schema}.{} has no column {}, so the tenant's rows in it cannot be counted",
-                    c.source,
-                    c.target,
-                    c.target,
-                    tenant_column.unwrap_or_default()
+                    "{said}, but {target_schema}.{} has no column {col}, so the tenant's rows in it cannot be counted",
+                    c.target
                 ));
             }
-            Some(_) => {}
+            _ => {}
         }
         let sources = by_target.entry(&c.target).or_default();
         if !sources.contains(&c.source) {
             sources.push(c.source.clone());
         }
     }
-    let declared_source = |t: &String| declared.iter().any(|c| &c.source == t);
+    let declared_source = |t: &String| declared.iter().any(|(_, c)| &c.source == t);
     let mut plan = CountPlan::default();
     for t in source {
         if declared_source(t) {
@@ -127,12 +126,16 @@ pub(super) async fn final_counts(
     let v = &cx.loaded.v;
     let consolidated_tenant = m.phase == Phase::Tenant && v.consolidates();
     let history = &cx.run.settings.history_table;
-    let declared: Vec<Copies> = match m.phase {
+    let declared: Vec<(String, Copies)> = match m.phase {
         Phase::Shared => &cx.loaded.shared_moves,
         Phase::Tenant => &cx.loaded.tenant_moves,
     }
     .iter()
-    .flat_map(|d| d.copies.iter().cloned())
+    .flat_map(|d| {
+        d.copies
+            .iter()
+            .map(|c| (d.path.display().to_string(), c.clone()))
+    })
     .collect();
     let tenant_column = v.tenant_column.as_deref().filter(|_| consolidated_tenant);
     // language=SQL
@@ -170,7 +173,7 @@ pub(super) async fn final_counts(
         None
     } else if tenant_column.is_none() {
         Some(format!(
-            "its rows in {} cannot be told from other tenants': the version has no tenant_column",
+            "its rows in {} cannot be told from other tenants': the version has no tenant_column (set it to the column that holds the tenant's id)",
             m.target
         ))
     } else if filter.is_none() {
@@ -221,18 +224,24 @@ pub(super) async fn final_counts(
             )
         });
         if v.requires_counts() {
+            let declare = if unattributable_reason {
+                "Or".to_string()
+            } else {
+                format!(
+                    "Declare each table a data-move file copies in its leading comments, `-- copies: <source table> -> <target table>` (e.g. `-- copies: {} -> <its table in {}>`), or",
+                    source_tables[0], m.target
+                )
+            };
             return Err(StepFail::new(format!(
-                "the final check could compare no table: {why}. Declare each table a data-move file copies in its leading comments, `-- copies: <source table> -> <target table>` (e.g. `-- copies: {} -> <its table in {}>`), or set require_counts = false in [versions.{}] to let a schema whose check compares no table pass with a warning",
-                source_tables[0], m.target, cx.version
+                "the final check could compare no table: {why}. {declare} set require_counts = false in [versions.{}] to let a schema whose check compares no table pass with a warning",
+                cx.version
             )));
         }
         warn_once(
             cx,
             format!(
                 "none {:?} {} {:?}",
-                m.phase,
-                unattributable_reason,
-                source_tables
+                m.phase, unattributable_reason, source_tables
             ),
             format!(
                 "{}: the final check compared no table ({why}); it passes because [versions.{}] sets require_counts = false (warned once per run for {} schemas like this one)",
@@ -365,11 +374,14 @@ mod tests {
         v.iter().map(|(t, has)| (t.to_string(), *has)).collect()
     }
 
-    fn copies(source: &str, target: &str) -> Copies {
-        Copies {
-            source: source.into(),
-            target: target.into(),
-        }
+    fn copies(source: &str, target: &str) -> (String, Copies) {
+        (
+            "0001_w.sql".into(),
+            Copies {
+                source: source.into(),
+                target: target.into(),
+            },
+        )
     }
 
     fn cmp(target: &str, sources: &[&str]) -> Comparison {
@@ -444,7 +456,10 @@ mod tests {
             SCHEMAS,
         )
         .unwrap_err();
-        assert!(err.contains("t1 has no table x"), "{err}");
+        assert!(
+            err.contains("0001_w.sql declares `-- copies: x -> b`, but t1 has no table x"),
+            "{err}"
+        );
         let err = count_plan(
             &s,
             &target(&[("b", true)]),
