@@ -115,6 +115,15 @@ pub struct VersionSettings {
     /// The column that holds the tenant's id in consolidated tables; the
     /// final per-tenant row count filters on it.
     pub tenant_column: Option<String>,
+    /// `reshape`: `false` lets a schema whose final check could compare no
+    /// table pass with a warning; by default (`true`) such a check fails.
+    ///
+    /// # Warning
+    ///
+    /// With `false`, a move whose data-move files rename every table and
+    /// declare none of them (`-- copies:`) is counted by nothing but the
+    /// files' own `expect-rows`.
+    pub require_counts: Option<bool>,
     /// Suffix the current schemas get at cut-over (`public` becomes
     /// `public_v1`).
     #[serde(default = "default_previous_suffix")]
@@ -138,6 +147,12 @@ impl VersionSettings {
     /// True when tenants are moved into the version's shared schema.
     pub fn consolidates(&self) -> bool {
         self.tenant_schema.is_none()
+    }
+
+    /// True when a final check that compares no table fails the schema
+    /// (`require_counts`, default true).
+    pub fn requires_counts(&self) -> bool {
+        self.require_counts.unwrap_or(true)
     }
 
     fn validate(&self, name: &str, settings: &Settings) -> Result<()> {
@@ -191,6 +206,7 @@ impl VersionSettings {
                     ("tenant_moves", self.tenant_moves.is_some()),
                     ("tenant_id_query", self.tenant_id_query.is_some()),
                     ("tenant_column", self.tenant_column.is_some()),
+                    ("require_counts", self.require_counts.is_some()),
                 ] {
                     if set {
                         return Err(bad(format!(

@@ -1,5 +1,5 @@
 //! Data-move files of a `reshape` version move: reading them, their
-//! `-- expect-rows:` header, and their placeholders.
+//! `-- expect-rows:` and `-- copies:` headers, and their placeholders.
 //!
 //! A data-move file is named like a migration (`0001_workflows.sql`) and
 //! runs in one transaction, once per source schema. Before it runs, these
@@ -19,6 +19,14 @@
 //! move compares it with the rows the file's statements report, in the same
 //! transaction, and fails the step when they differ. `-- expect-rows: none`
 //! opts out explicitly.
+//!
+//! A file may also say which tables it copies, one `-- copies: <source
+//! table> -> <target table>` line per pair, in the same leading comments.
+//! The final check of each schema counts every declared target table (the
+//! tenant's rows of it, when consolidated) against its declared source
+//! tables; tables that are not declared are compared by name. Declaring is
+//! what lets a file that renames a table (`workflow_workflow` into
+//! `workflow`) be counted.
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +57,17 @@ pub enum Expect {
     Unchecked,
 }
 
+/// A `-- copies: <source> -> <target>` declaration: rows of a table of the
+/// source schema go to a table of the target schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Copies {
+    /// The table read, in the file's source schema (its name as the catalog
+    /// spells it, unquoted).
+    pub source: String,
+    /// The table written, in the file's target schema.
+    pub target: String,
+}
+
 /// One data-move file.
 #[derive(Debug, Clone, Serialize)]
 pub struct DataMove {
@@ -62,6 +81,10 @@ pub struct DataMove {
     pub sql: String,
     /// Its row check.
     pub expect: Expect,
+    /// The tables it declares copying (`-- copies:` lines), for the final
+    /// check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<Copies>,
     /// Its step name in the ledger (`move 0001`).
     pub step: String,
 }
@@ -131,15 +154,8 @@ pub fn render(sql: &str, vars: &Vars) -> Result<String, String> {
 
 /// Reads the header of a data-move file.
 fn parse_expect(sql: &str) -> Option<Expect> {
-    for line in sql.lines() {
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let Some(comment) = t.strip_prefix("--") else {
-            break;
-        };
-        if let Some(q) = comment.trim().strip_prefix("expect-rows:") {
+    for comment in header_lines(sql) {
+        if let Some(q) = comment.strip_prefix("expect-rows:") {
             let q = q.trim().trim_end_matches(';').trim();
             return Some(if q.eq_ignore_ascii_case("none") {
                 Expect::Unchecked
@@ -149,6 +165,52 @@ fn parse_expect(sql: &str) -> Option<Expect> {
         }
     }
     None
+}
+
+/// The leading comment lines of a file (before its first other line),
+/// without their `--`, trimmed.
+fn header_lines(sql: &str) -> impl Iterator<Item = &str> {
+    sql.lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map_while(|t| t.strip_prefix("--"))
+        .map(str::trim)
+}
+
+/// Reads the `-- copies: <source> -> <target>` lines of a file's header.
+fn parse_copies(sql: &str) -> Result<Vec<Copies>, String> {
+    let mut out = Vec::new();
+    for line in header_lines(sql) {
+        let Some(pair) = line.strip_prefix("copies:") else {
+            continue;
+        };
+        let usage = "write `-- copies: <source table> -> <target table>`, one pair per line, e.g. `-- copies: workflow_workflow -> workflow`";
+        let Some((source, target)) = pair.split_once("->") else {
+            return Err(format!("`-- copies:{pair}` has no `->`; {usage}"));
+        };
+        let mut names = [source.trim(), target.trim()].map(|n| n.to_string());
+        for (name, side) in names.iter_mut().zip(["source", "target"]) {
+            if name.is_empty() {
+                return Err(format!("`-- copies:{pair}` names no {side} table; {usage}"));
+            }
+            if name.contains(['"', '\0', ' ', '\t', ',']) || name.len() > 63 {
+                return Err(format!(
+                    "`-- copies:{pair}`: {name:?} is not a table name; write it unquoted, as the catalog spells it (1-63 bytes, no quotes, spaces or commas); {usage}"
+                ));
+            }
+            if name.contains(['.', '{']) {
+                return Err(format!(
+                    "`-- copies:{pair}`: name the {side} table without its schema: the source table is read from {{source_schema}}, the target table written in {{target_schema}}"
+                ));
+            }
+        }
+        let [source, target] = names;
+        let c = Copies { source, target };
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a folder of data-move files. `tenant` says whether they run per
@@ -175,6 +237,7 @@ pub fn load(dir: &Path, tenant: bool) -> Result<Vec<DataMove>> {
         let expect = parse_expect(&m.sql).ok_or_else(|| {
             bad("the file has no `-- expect-rows: <query>` line in its leading comments; add one returning the number of rows the file writes (e.g. `-- expect-rows: SELECT count(*) FROM {source_schema}.workflows`), or `-- expect-rows: none` to skip the check".into())
         })?;
+        let copies = parse_copies(&m.sql).map_err(bad)?;
         for p in PLACEHOLDERS {
             for q in ['\'', '"'] {
                 if m.sql.contains(&format!("{q}{{{p}}}{q}")) {
@@ -199,6 +262,7 @@ pub fn load(dir: &Path, tenant: bool) -> Result<Vec<DataMove>> {
             path: m.path.clone(),
             sql: m.sql.clone(),
             expect,
+            copies,
             step: format!("move {}", set.fmt_version(m.version)),
         });
     }
@@ -252,6 +316,44 @@ mod tests {
     }
 
     #[test]
+    fn copies_lines_declare_source_and_target_tables_in_the_header_only() {
+        let sql = "-- expect-rows: none\n--copies: workflow_workflow -> workflow\n\n-- copies:a->b\n-- copies: a -> b\nINSERT 1;\n-- copies: x -> y";
+        assert_eq!(
+            parse_copies(sql).unwrap(),
+            vec![
+                Copies {
+                    source: "workflow_workflow".into(),
+                    target: "workflow".into()
+                },
+                Copies {
+                    source: "a".into(),
+                    target: "b".into()
+                },
+            ]
+        );
+        assert_eq!(
+            parse_copies("-- expect-rows: none\nselect 1").unwrap(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_malformed_copies_line_is_refused_with_its_syntax() {
+        for (line, says) in [
+            ("-- copies: a b", "no `->`"),
+            ("-- copies: -> b", "no source table"),
+            ("-- copies: a ->", "no target table"),
+            ("-- copies: \"A\" -> b", "unquoted"),
+            ("-- copies: a, b -> c", "unquoted"),
+            ("-- copies: {source_schema}.a -> b", "without its schema"),
+            ("-- copies: a -> app.b", "without its schema"),
+        ] {
+            let err = parse_copies(line).unwrap_err();
+            assert!(err.contains(says), "{line}: {err}");
+        }
+    }
+
+    #[test]
     fn a_file_without_header_or_with_quoted_placeholders_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("0001_a.sql"), "INSERT INTO x SELECT 1").unwrap();
@@ -273,5 +375,12 @@ mod tests {
         assert!(err.contains("only available in tenant"), "{err}");
         let moves = load(dir.path(), true).unwrap();
         assert_eq!(moves[0].step, "move 0001");
+        std::fs::write(
+            dir.path().join("0001_a.sql"),
+            "-- expect-rows: none\n-- copies: a\nSELECT 1",
+        )
+        .unwrap();
+        let err = load(dir.path(), true).unwrap_err().to_string();
+        assert!(err.contains("0001_a.sql") && err.contains("->"), "{err}");
     }
 }

@@ -20,10 +20,14 @@
 //!
 //! Before a schema counts as moved, its checks run: row counts (clone: the
 //! copy's check of every table; reshape: each file's rows read against rows
-//! written, then a final count per table and tenant), every foreign key
+//! written, then a final count per target table and tenant against the
+//! source tables its files declare copying, `-- copies:`, or else the
+//! source table of the same name; a check that can compare no table fails
+//! unless the version sets `require_counts = false`), every foreign key
 //! valid, and every sequence owned by a target column set past the largest
 //! value copied.
 
+mod counts;
 pub mod files;
 pub(crate) mod store;
 
@@ -174,9 +178,13 @@ pub struct StepOutcome {
 /// A table counted by a check.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TableCount {
-    /// The table.
+    /// The table (in the target).
     pub table: String,
-    /// Its rows in the source.
+    /// The source tables it was counted against, when they are not the one
+    /// table of the same name (declared by `-- copies:` lines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_tables: Vec<String>,
+    /// Its rows in the source (the sum over `source_tables`, if any).
     pub source_rows: i64,
     /// Its rows in the target (the tenant's rows, when consolidated).
     pub target_rows: i64,
@@ -342,6 +350,9 @@ struct MoveCtx {
     copier: Engine,
     copy_jobs: usize,
     source_shared: String,
+    /// Warnings already given in this run (one per kind of schema and set
+    /// of tables, not one per tenant).
+    warned: Mutex<HashSet<String>>,
 }
 
 impl Engine {
@@ -441,12 +452,16 @@ impl Engine {
             out.push(StepPlan {
                 step: m.step.clone(),
                 what: format!(
-                    "data move {} (one transaction; {})",
+                    "data move {} (one transaction; {}{})",
                     m.path.display(),
                     match &m.expect {
                         Expect::Query(q) => format!("rows written must equal {q}"),
                         Expect::Unchecked => "rows not checked".into(),
-                    }
+                    },
+                    m.copies
+                        .iter()
+                        .map(|c| format!("; copies {} -> {}", c.source, c.target))
+                        .collect::<String>()
                 ),
                 sql: vec![(m.path.display().to_string(), m.sql.clone())],
             });
@@ -459,7 +474,7 @@ impl Engine {
                         .into()
                 }
                 (Phase::Tenant, true) => format!(
-                    "count the tenant's rows in every table of the same name{}",
+                    "count the tenant's rows in every table declared by -- copies: or of the same name{}",
                     l.v.tenant_column
                         .as_deref()
                         .map(|c| format!(" (WHERE {c} = the tenant's id)"))
@@ -776,6 +791,7 @@ impl Engine {
             copier: self.quiet_copier(),
             copy_jobs: s.jobs,
             source_shared: s.shared_schema.clone(),
+            warned: Mutex::new(HashSet::new()),
             loaded,
         });
 
@@ -1660,6 +1676,7 @@ async fn run_step(
                 .iter()
                 .map(|c| TableCount {
                     table: c.table.clone(),
+                    source_tables: Vec::new(),
                     source_rows: c.source_rows,
                     target_rows: c.target_rows,
                 })
@@ -1894,124 +1911,19 @@ async fn check(
 ) -> Result<(Option<i64>, Option<i64>), StepFail> {
     let v = &cx.loaded.v;
     let consolidated_tenant = m.phase == Phase::Tenant && v.consolidates();
-    let hist = &cx.run.settings.history_table;
     let mut rows = (None, None);
     if v.strategy == Strategy::Reshape {
-        let filter = if consolidated_tenant {
-            v.tenant_column.as_deref().zip(m.tenant_id.as_deref())
-        } else {
-            None
-        };
-        let counts = final_counts(
-            conn,
-            &m.source,
-            &m.target,
-            hist,
-            filter,
-            consolidated_tenant,
-        )
-        .await
-        .map_err(StepFail::db)?;
-        let bad: Vec<String> = counts
-            .iter()
-            .filter(|c| c.source_rows != c.target_rows)
-            .map(|c| {
-                format!(
-                    "table {}: {} rows in {}, {} in {}{}",
-                    c.table,
-                    c.source_rows,
-                    m.source,
-                    c.target_rows,
-                    m.target,
-                    filter
-                        .map(|(col, id)| format!(" with {col} = {id}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
+        counts::final_counts(cx, conn, m, &mut out.counts).await?;
         rows = (
-            Some(counts.iter().map(|c| c.source_rows).sum()),
-            Some(counts.iter().map(|c| c.target_rows).sum()),
+            Some(out.counts.iter().map(|c| c.source_rows).sum()),
+            Some(out.counts.iter().map(|c| c.target_rows).sum()),
         );
-        out.counts = counts;
-        if !bad.is_empty() {
-            return Err(StepFail::new(format!(
-                "row counts differ: {}",
-                bad.join("; ")
-            )));
-        }
     }
     if !consolidated_tenant {
         validate_foreign_keys(conn, &m.target).await?;
         set_sequences(conn, &m.target).await.map_err(StepFail::db)?;
     }
     Ok(rows)
-}
-
-/// Counts each table of `source` against the table of the same name in
-/// `target` (the tenant's rows only with `filter`), in one snapshot.
-/// Tables missing on either side, and the history table, are not compared.
-async fn final_counts(
-    conn: &mut PgConnection,
-    source: &str,
-    target: &str,
-    history: &str,
-    filter: Option<(&str, &str)>,
-    needs_filter: bool,
-) -> Result<Vec<TableCount>, sqlx::Error> {
-    // language=SQL
-    let tables: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT s.relname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = t.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped) \
-         FROM pg_catalog.pg_class s \
-         JOIN pg_catalog.pg_class t ON t.relname = s.relname AND t.relkind IN ('r', 'p') \
-              AND t.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $2) \
-         WHERE s.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1) \
-           AND s.relkind IN ('r', 'p') AND NOT s.relispartition AND s.relname <> $3 \
-         ORDER BY 1",
-    )
-    .bind(source)
-    .bind(target)
-    .bind(history)
-    .bind(filter.map(|f| f.0).unwrap_or(""))
-    .fetch_all(&mut *conn)
-    .await?;
-    let parts: Vec<String> = tables
-        .iter()
-        .filter(|(_, has)| !needs_filter || *has)
-        .map(|(t, has)| {
-            let cond = match filter {
-                Some((col, id)) if *has => format!(
-                    " WHERE {} = {}",
-                    quote_ident(col),
-                    crate::copy::ddl::lit(id)
-                ),
-                _ => String::new(),
-            };
-            format!(
-                "SELECT {}, (SELECT count(*) FROM {}.{}), (SELECT count(*) FROM {}.{}{cond})",
-                crate::copy::ddl::lit(t),
-                quote_ident(source),
-                quote_ident(t),
-                quote_ident(target),
-                quote_ident(t)
-            )
-        })
-        .collect();
-    if parts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(AssertSqlSafe(parts.join(" UNION ALL ")))
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(table, source_rows, target_rows)| TableCount {
-            table,
-            source_rows,
-            target_rows,
-        })
-        .collect())
 }
 
 /// Validates every foreign key of `schema` still marked NOT VALID.
