@@ -394,6 +394,20 @@ impl Engine {
         let set = ledger::control_migrations();
         let schema = s.control_schema.as_str();
         let doing = |what: &str| format!("{what} the control schema {schema}");
+        // Current already: nothing to create, so nothing that needs CREATE
+        // on the database (a role without it can run every command once the
+        // control schema exists and is current).
+        let found = db::existing_schemas(conn, &[schema.to_string()], &s.history_table)
+            .await
+            .map_err(Error::db(doing("looking up")))?;
+        if found.get(schema) == Some(&true) {
+            let st = db::read_status(conn, schema, &s.history_table, &set)
+                .await
+                .map_err(Error::db(doing("reading")))?;
+            if st.state == SchemaState::UpToDate {
+                return Ok(());
+            }
+        }
         match db::acquire(conn, schema, LockMode::Exclusive, s.lock_wait, None).await {
             Ok(()) => {}
             Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
@@ -419,7 +433,18 @@ impl Engine {
         .await;
         let _ = db::reset_session(conn).await;
         let _ = db::unlock(conn, schema, LockMode::Exclusive).await;
-        let st = result.map_err(Error::db(doing("creating or upgrading")))?;
+        let st = result.map_err(|e| {
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") {
+                Error::Usage {
+                    message: format!(
+                        "the control schema {schema} is missing or older than this tenantmig, and this role may not create or upgrade it ({}): run tenantmig once as a role that may (the database's owner, or one with CREATE on the database); after that, this role needs only the privileges listed under 'Least privileges' in the guide",
+                        describe_db_error(&e)
+                    ),
+                }
+            } else {
+                Error::db(doing("creating or upgrading"))(e)
+            }
+        })?;
         if st.state.is_refused() {
             return Err(Error::Usage {
                 message: format!(

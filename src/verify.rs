@@ -324,6 +324,18 @@ impl Engine {
         .await;
         let built = match built {
             Ok(()) => Ok(()),
+            // Creating the scratch schema itself was refused: the role's
+            // privileges, not the migrations.
+            Err((None, e))
+                if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501") =>
+            {
+                Err(Error::Usage {
+                    message: format!(
+                        "verify could not create its scratch schema {name} ({}): this role needs CREATE on the database to build the reference from the tenant migrations; grant it, or compare with a tenant instead (--reference NAME)",
+                        crate::engine::describe_db_error(&e)
+                    ),
+                })
+            }
             Err((version, e)) => Err(Error::Usage {
                 message: format!(
                     "the tenant migrations do not build a scratch schema{}: {}; fix the migration, or compare with a tenant (--reference NAME)",

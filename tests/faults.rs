@@ -561,7 +561,11 @@ async fn a_server_that_goes_away_stops_the_run_with_tenants_not_reached(pool: Pg
 async fn a_lock_timeout_failure_names_the_blocking_session(pool: PgPool) {
     let (url, shared, tenant) = tenant_with_rows(&pool).await;
     let dir = tempfile::tempdir().expect("dir");
-    write(tenant.path(), "0002_more.sql", "ALTER TABLE items ADD COLUMN w int;");
+    write(
+        tenant.path(),
+        "0002_more.sql",
+        "ALTER TABLE items ADD COLUMN w int;",
+    );
     let mut app = sqlx::PgConnection::connect(&url).await.expect("connect");
     app.execute("SET application_name = 'the app'; BEGIN; SELECT count(*) FROM t_01.items")
         .await
@@ -575,8 +579,8 @@ async fn a_lock_timeout_failure_names_the_blocking_session(pool: PgPool) {
         .code(1)
         .get_output()
         .clone();
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("lock timeout"), "{text}");
     assert!(text.contains("\"the app\""), "{text}");
     assert!(text.contains("state idle in transaction"), "{text}");
@@ -695,4 +699,67 @@ async fn verify_waits_for_a_change_and_names_its_holder(pool: PgPool) {
         .args(["verify", "--tenant", "t_01"])
         .assert()
         .success();
+}
+
+// 8. A role without CREATE on the database can run the commands once the
+// control schema exists and is current; verify's scratch reference, which
+// needs CREATE, says so instead of blaming the migrations.
+#[sqlx::test(migrations = false)]
+async fn a_role_without_create_on_the_database_works_once_the_control_schema_is_current(
+    pool: PgPool,
+) {
+    let (url, shared, tenant) = tenant_with_rows(&pool).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&pool)
+        .await
+        .expect("db");
+    let role = format!("tm_low_{}", db.trim_start_matches('_'))
+        .chars()
+        .take(60)
+        .collect::<String>();
+    exec(
+        &pool,
+        &format!(
+            "CREATE ROLE \"{role}\" LOGIN;
+             ALTER SCHEMA t_01 OWNER TO \"{role}\";
+             ALTER TABLE t_01.items OWNER TO \"{role}\";
+             ALTER TABLE t_01._sqlx_migrations OWNER TO \"{role}\";
+             GRANT USAGE ON SCHEMA tenantmig TO \"{role}\";
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenantmig TO \"{role}\";
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA tenantmig TO \"{role}\";"
+        ),
+    )
+    .await;
+    let mut low = url::Url::parse(&url).expect("url");
+    low.set_username(&role).expect("user");
+    let low = low.to_string();
+    write(
+        tenant.path(),
+        "0002_more.sql",
+        "ALTER TABLE items ADD COLUMN w int;",
+    );
+    let run = |args: &[&str]| {
+        let mut c = cli_sets(&low, dir.path(), shared.path(), tenant.path());
+        c.args(args);
+        c
+    };
+    run(&["migrate", "--tenant", "t_01"]).assert().success();
+    assert_eq!(history(&pool, "t_01").await.len(), 2);
+    run(&["status", "--tenant", "t_01"]).assert().success();
+    run(&["runs"]).assert().success();
+    run(&["verify", "--tenant", "t_01", "--reference", "t_01"])
+        .assert()
+        .success();
+    run(&["verify", "--tenant", "t_01"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "needs CREATE on the database to build the reference",
+        ));
+    exec(
+        &pool,
+        &format!("DROP OWNED BY \"{role}\" CASCADE; DROP ROLE \"{role}\";"),
+    )
+    .await;
 }
