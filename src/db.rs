@@ -106,7 +106,7 @@ pub async fn read_statuses(
             }
             // language=SQL
             sql.push_str(&format!(
-                "SELECT {i}::int4, version, checksum, success, execution_time < 0 FROM {}",
+                "SELECT {i}::int4, version, checksum, success, execution_time = {REVERTING} FROM {}",
                 qualified(schema, history_table)
             ));
         }
@@ -140,7 +140,7 @@ pub async fn read_status(
 ) -> Result<SchemaStatus, sqlx::Error> {
     // language=SQL
     let sql = format!(
-        "SELECT version, checksum, success, execution_time < 0 FROM {}",
+        "SELECT version, checksum, success, execution_time = {REVERTING} FROM {}",
         qualified(schema, history_table)
     );
     let rows = sqlx::query(AssertSqlSafe(sql))
@@ -158,6 +158,10 @@ pub async fn read_status(
     }
     Ok(c.finish(schema))
 }
+
+/// The `execution_time` of a history row whose `-- no-transaction` down
+/// file is running, or was cut short (an up file's row has -1 meanwhile).
+pub const REVERTING: i64 = -2;
 
 /// Does the schema exist?
 pub async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
@@ -689,8 +693,9 @@ pub async fn delete_history(
 
 /// Marks a version's row as not succeeded, before a `-- no-transaction`
 /// down file runs: a failure or a kill then leaves the schema refused until
-/// a repair. `execution_time = -1` says that it was a rollback that did not
-/// finish (see [`AppliedRow::reverting`]).
+/// a repair. `execution_time = -2` ([`REVERTING`]) says that it was a
+/// rollback that did not finish (see [`AppliedRow::reverting`]); a
+/// `-- no-transaction` up file's row says -1 while it runs.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     schema: &str,
@@ -699,7 +704,7 @@ pub async fn mark_failed(
 ) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
-        "UPDATE {} SET success = FALSE, execution_time = -1 WHERE version = $1",
+        "UPDATE {} SET success = FALSE, execution_time = {REVERTING} WHERE version = $1",
         qualified(schema, table)
     );
     sqlx::query(AssertSqlSafe(sql))

@@ -15,7 +15,7 @@ pub struct AppliedRow {
     /// False while a `-- no-transaction` migration runs, or after it failed.
     pub success: bool,
     /// The row was marked failed before its `-- no-transaction` down file
-    /// ran (tenantmig records `execution_time = -1` then): a false row is
+    /// ran (tenantmig records `execution_time = -2` then): a false row is
     /// then an interrupted rollback, not a failed migration.
     pub reverting: bool,
 }
