@@ -76,10 +76,6 @@ pub struct CopyOptions {
     /// version move records its checkpoint there, so the copy and its
     /// record commit together).
     pub in_rename: Option<String>,
-    /// The caller already holds the source's advisory lock (a version move
-    /// holds it, shared, on its own connection for all of a schema's
-    /// steps); otherwise the copy takes it in shared mode itself.
-    pub source_locked: bool,
 }
 
 impl CopyOptions {
@@ -93,7 +89,6 @@ impl CopyOptions {
             verify: Verify::Counts,
             small_below_bytes: SMALL_COPY_BYTES,
             in_rename: None,
-            source_locked: false,
         }
     }
 }
@@ -259,22 +254,19 @@ impl Engine {
             Err(db::LockFailure::Busy(message)) => return Err(Error::Usage { message }),
             Err(db::LockFailure::Db(e)) => return Err(Error::db("locking the target name")(e)),
         }
-        if !opts.source_locked {
-            match db::acquire(&mut ctl, src, LockMode::Shared, s.lock_wait, control).await {
-                Ok(()) => {}
-                Err(failure) => {
-                    let _ = db::unlock(&mut ctl, dst, LockMode::Exclusive).await;
-                    return Err(match failure {
-                        db::LockFailure::Busy(message) => Error::Usage { message },
-                        db::LockFailure::Db(e) => Error::db("locking the source schema")(e),
-                    });
-                }
-            }
+        // A version move holds the source shared on its own connection
+        // already; shared locks do not conflict, so this one is had at once.
+        if let Err(failure) =
+            db::acquire(&mut ctl, src, LockMode::Shared, s.lock_wait, control).await
+        {
+            let _ = db::unlock(&mut ctl, dst, LockMode::Exclusive).await;
+            return Err(match failure {
+                db::LockFailure::Busy(message) => Error::Usage { message },
+                db::LockFailure::Db(e) => Error::db("locking the source schema")(e),
+            });
         }
         let unlock = async |ctl: &mut PgConnection| {
-            if !opts.source_locked {
-                let _ = db::unlock(ctl, src, LockMode::Shared).await;
-            }
+            let _ = db::unlock(ctl, src, LockMode::Shared).await;
             let _ = db::unlock(ctl, dst, LockMode::Exclusive).await;
         };
         let tmp = temp_name(dst);
