@@ -416,7 +416,13 @@ impl Engine {
                 .filter_map(|v| set.index_of(*v).map(|i| &set.migrations[i]))
                 .collect();
             if !pending.is_empty() {
-                run_group(conn, schema, &s.history_table, &pending, Direction::Apply)
+                let unit = Unit {
+                    schema,
+                    table: &s.history_table,
+                    session: None,
+                    dir: Direction::Apply,
+                };
+                run_group(conn, &unit, &pending)
                     .await
                     .map_err(|e| e.source)?;
             }
@@ -1030,6 +1036,9 @@ async fn run_pool(
                 let mut broken = conn.is_none();
                 if let Some(c) = conn.as_mut() {
                     broken = migrate_schema(c, &cx, &set, phase, &schema, &mut outcome).await;
+                    // The schema's lock is released: clear what else the
+                    // migrations left in the session before the next tenant.
+                    broken = broken || db::discard_session(c).await.is_err();
                 }
                 if broken && let Some(c) = conn.take() {
                     // Closing the connection makes the server drop its
@@ -1173,11 +1182,14 @@ pub(crate) async fn migrate_schema(
         out.failed_version = e.version;
         out.failed_statement = e.statement;
     }
-    // Always give the schema back: reset the session, release the lock. If
-    // that fails, the caller drops the connection, which releases it too.
+    // Always give the schema back: reset the session (role, session
+    // authorization, settings), release the lock. If that fails, or the
+    // session still runs as someone other than the user who logged in, the
+    // caller drops the connection, which releases the lock too.
     let cleanup = async {
         db::reset_session(conn).await?;
-        db::unlock(conn, schema).await
+        let unlocked = db::unlock(conn, schema).await?;
+        Ok::<_, sqlx::Error>(unlocked && db::runs_as_session_user(conn).await?)
     }
     .await;
     !matches!(cleanup, Ok(true))
@@ -1219,15 +1231,17 @@ async fn migrate_locked(
             .await
             .map_err(StepError::plain)?;
     }
-    db::set_session(
-        conn,
+    // Sent again before each migration file and each history write: what
+    // one file changes in the session never reaches the next one.
+    let session = db::session_sql(
         schema,
         &s.shared_schema,
         s.lock_timeout,
         s.statement_timeout,
-    )
-    .await
-    .map_err(StepError::plain)?;
+    );
+    db::execute_script(conn, &session)
+        .await
+        .map_err(StepError::plain)?;
     db::ensure_history_table(conn, schema, &s.history_table)
         .await
         .map_err(StepError::plain)?;
@@ -1306,10 +1320,16 @@ async fn migrate_locked(
             } else {
                 Direction::Apply
             };
+            let unit = Unit {
+                schema,
+                table: &s.history_table,
+                session: Some(&session),
+                dir,
+            };
             let r = if no_tx {
-                run_no_tx(conn, schema, &s.history_table, group[0], dir).await
+                run_no_tx(conn, &unit, group[0]).await
             } else {
-                run_group(conn, schema, &s.history_table, &group, dir).await
+                run_group(conn, &unit, &group).await
             };
             match r {
                 Ok(a) => break a,
@@ -1389,6 +1409,30 @@ impl Direction {
     }
 }
 
+/// Where and how a unit of migrations runs.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    /// The schema.
+    schema: &'a str,
+    /// Its history table.
+    table: &'a str,
+    /// The session set-up ([`db::session_sql`]) restored before each file
+    /// and each history write; none where nothing else shares the session
+    /// (the control schema, scratch schemas).
+    session: Option<&'a str>,
+    /// Apply or revert.
+    dir: Direction,
+}
+
+impl Unit<'_> {
+    async fn restore_session(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        match self.session {
+            Some(sql) => db::execute_script(conn, sql).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs transactional migrations in one transaction, each with its history
 /// change: applied, the SQL and its new row commit together, so a migration
 /// never runs twice and a schema is never left half-migrated; reverted, the
@@ -1396,22 +1440,35 @@ impl Direction {
 /// is either still applied or fully undone.
 async fn run_group(
     conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
+    unit: &Unit<'_>,
     group: &[&Migration],
-    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
+    let Unit {
+        schema, table, dir, ..
+    } = *unit;
     let mut tx = conn.begin().await.map_err(StepError::plain)?;
+    if let Err(e) = unit.restore_session(&mut tx).await {
+        let _ = tx.rollback().await;
+        return Err(StepError::plain(e));
+    }
     let mut done = Vec::with_capacity(group.len());
     for m in group {
         let t0 = Instant::now();
         let r = match db::execute_script(&mut tx, dir.sql(m)).await {
-            Ok(()) => match dir {
-                Direction::Apply => {
-                    let took = t0.elapsed().as_nanos() as i64;
-                    db::insert_history(&mut tx, schema, table, m, true, took).await
-                }
-                Direction::Revert => db::delete_history(&mut tx, schema, table, m.version).await,
+            // The file may have changed the session (`SET ROLE`, a plain
+            // `SET search_path`, which outlives the commit): undone before
+            // its history row and the next file.
+            Ok(()) => match unit.restore_session(&mut tx).await {
+                Err(e) => Err(e),
+                Ok(()) => match dir {
+                    Direction::Apply => {
+                        let took = t0.elapsed().as_nanos() as i64;
+                        db::insert_history(&mut tx, schema, table, m, true, took).await
+                    }
+                    Direction::Revert => {
+                        db::delete_history(&mut tx, schema, table, m.version).await
+                    }
+                },
             },
             Err(e) => Err(e),
         };
@@ -1441,11 +1498,12 @@ async fn run_group(
 /// the migration was put back by hand).
 async fn run_no_tx(
     conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
+    unit: &Unit<'_>,
     m: &Migration,
-    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
+    let Unit {
+        schema, table, dir, ..
+    } = *unit;
     let err = |statement: Option<String>| {
         move |source| StepError {
             version: Some(m.version),
@@ -1453,6 +1511,7 @@ async fn run_no_tx(
             source,
         }
     };
+    unit.restore_session(conn).await.map_err(err(None))?;
     match dir {
         Direction::Apply => db::insert_history(conn, schema, table, m, false, -1).await,
         Direction::Revert => db::mark_failed(conn, schema, table, m.version).await,
@@ -1465,6 +1524,7 @@ async fn run_no_tx(
             .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
     }
     let took = t0.elapsed();
+    unit.restore_session(conn).await.map_err(err(None))?;
     match dir {
         Direction::Apply => {
             db::mark_success(conn, schema, table, m.version, took.as_nanos() as i64).await
@@ -1484,10 +1544,16 @@ pub(crate) async fn apply_migration(
     table: &str,
     m: &Migration,
 ) -> Result<(), sqlx::Error> {
+    let unit = Unit {
+        schema,
+        table,
+        session: None,
+        dir: Direction::Apply,
+    };
     let r = if m.no_tx {
-        run_no_tx(conn, schema, table, m, Direction::Apply).await
+        run_no_tx(conn, &unit, m).await
     } else {
-        run_group(conn, schema, table, &[m], Direction::Apply).await
+        run_group(conn, &unit, &[m]).await
     };
     r.map(|_| ()).map_err(|e| e.source)
 }
