@@ -16,7 +16,7 @@ use crate::config::{Settings, TransactionMode, mask_url};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
-use crate::ledger::{self, Ledger, LedgerSender, Record, RunTotals};
+use crate::ledger::{self, Ledger, LedgerFault, LedgerSender, Record, RunTotals};
 use crate::migration::{Migration, MigrationSet, split_statements};
 use crate::state::{Goal, SchemaState, SchemaStatus};
 use crate::tenants::{self, TenantList};
@@ -146,6 +146,9 @@ pub struct RunReport {
     pub stopped: Option<StopReason>,
     /// Wall time of the run.
     pub duration_ms: u64,
+    /// What the run ledger could not record, if anything (the report is
+    /// still the whole truth about the run).
+    pub ledger_error: Option<LedgerFault>,
 }
 
 impl RunReport {
@@ -671,6 +674,7 @@ impl Engine {
             not_reached: Vec::new(),
             stopped: None,
             duration_ms: 0,
+            ledger_error: None,
         };
         report.tenants_up_to_date = report
             .plan
@@ -689,12 +693,14 @@ impl Engine {
             .map_err(Error::db("counting the server's free connections"))?;
         let led = Ledger::start(
             control,
+            &self.connect,
             &s.control_schema,
             opts.goal.command(),
             &opts.args,
             started.elapsed(),
         )
         .await?;
+        led.plan(planned_totals(&report.plan));
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
@@ -750,8 +756,12 @@ impl Engine {
             "failed"
         };
         drop(cx);
-        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await?;
+        // The report is the run's truth; a ledger that cannot be written is
+        // said in it, never a reason to lose it.
+        report.ledger_error = led
+            .finish(outcome, &totals, report.stopped.map(|r| r.describe()))
+            .await
+            .err();
         Ok(report)
     }
 
@@ -877,6 +887,36 @@ impl Engine {
         } else if !work.is_empty() {
             report.not_reached.extend(work);
         }
+    }
+}
+
+/// What a plan counts before anything runs: every selected schema, and
+/// those with nothing to do (neither refused nor with work) as ok.
+fn planned_totals(plan: &StatusReport) -> RunTotals {
+    let revert = plan.goal.is_revert();
+    let shared_ok = plan
+        .shared
+        .iter()
+        .filter(|st| st.state == SchemaState::UpToDate)
+        .count();
+    let tenants_ok = plan
+        .tenants
+        .iter()
+        // As in `tenant_phase`: refused, behind, or missing (unless going
+        // back) means not done yet.
+        .filter(|t| {
+            !t.state.is_refused()
+                && t.state != SchemaState::Behind
+                && (revert || t.state != SchemaState::Missing)
+        })
+        .count();
+    let total = (plan.tenants.len() + plan.shared.iter().count()) as i64;
+    let ok = (shared_ok + tenants_ok) as i64;
+    RunTotals {
+        total,
+        ok,
+        failed: 0,
+        skipped: total - ok,
     }
 }
 

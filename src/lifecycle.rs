@@ -160,6 +160,7 @@ impl Engine {
         self.ensure_control(&mut conn).await?;
         let led = Ledger::start(
             conn,
+            &self.connect,
             &self.settings.control_schema,
             command,
             args,

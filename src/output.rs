@@ -894,6 +894,9 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(reason) = r.stopped {
         writeln!(w, "stopped: {}", reason.describe())?;
     }
+    if let Some(fault) = &r.ledger_error {
+        writeln!(w, "{fault}")?;
+    }
     if !r.is_success() {
         writeln!(
             w,

@@ -129,6 +129,7 @@ impl Engine {
         let ledger_conn = self.connection().await?;
         let led = Ledger::start(
             ledger_conn,
+            &self.connect,
             &s.control_schema,
             "repair",
             args,

@@ -737,6 +737,7 @@ impl Engine {
             .map_err(Error::db("counting the server's free connections"))?;
         let led = Ledger::start(
             control,
+            &self.connect,
             &s.control_schema,
             "migrate-to",
             &opts.args,
