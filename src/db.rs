@@ -575,8 +575,34 @@ pub async fn relation_lock_holders_in(conn: &mut PgConnection, schemas: &[&str])
     }
 }
 
-/// Sets the session up for migrating `schema`: search path (the schema,
-/// then the shared one), lock and statement timeouts.
+/// The SQL that sets a session up for migrating `schema`: first whatever
+/// an earlier migration may have changed is undone (role, session
+/// authorization, every setting), then the search path (the schema, then
+/// the shared one), lock and statement timeouts. Sent before each migration
+/// file and before each history write, so that a file that runs `SET ROLE`
+/// or `SET search_path` affects neither the next file nor tenantmig's own
+/// statements. It runs inside a transaction as well as outside one.
+pub fn session_sql(
+    schema: &str,
+    shared: &str,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+) -> String {
+    let path = if schema == shared {
+        quote_ident(schema)
+    } else {
+        format!("{}, {}", quote_ident(schema), quote_ident(shared))
+    };
+    // `RESET ALL` leaves the role and the session authorization alone.
+    // language=SQL
+    format!(
+        "{RESET_SESSION}; SET search_path TO {path}; SET lock_timeout = {}; SET statement_timeout = {}",
+        lock_timeout.as_millis(),
+        statement_timeout.as_millis()
+    )
+}
+
+/// Sets the session up for migrating `schema` (see [`session_sql`]).
 pub async fn set_session(
     conn: &mut PgConnection,
     schema: &str,
@@ -584,17 +610,7 @@ pub async fn set_session(
     lock_timeout: Duration,
     statement_timeout: Duration,
 ) -> Result<(), sqlx::Error> {
-    let path = if schema == shared {
-        quote_ident(schema)
-    } else {
-        format!("{}, {}", quote_ident(schema), quote_ident(shared))
-    };
-    // language=SQL
-    let sql = format!(
-        "SET search_path TO {path}; SET lock_timeout = {}; SET statement_timeout = {}",
-        lock_timeout.as_millis(),
-        statement_timeout.as_millis()
-    );
+    let sql = session_sql(schema, shared, lock_timeout, statement_timeout);
     conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
     Ok(())
 }
@@ -615,10 +631,43 @@ pub async fn drop_schema_cascade(conn: &mut PgConnection, schema: &str) -> Resul
     Ok(())
 }
 
-/// Undoes whatever a migration may have changed in the session.
+/// Undoes what a migration may have changed in its session's identity and
+/// settings. `RESET ALL` alone leaves `SET ROLE` and `SET SESSION
+/// AUTHORIZATION` in place; resetting the session authorization is allowed
+/// to anyone (it goes back to the user who logged in).
+// language=SQL
+const RESET_SESSION: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL";
+
+/// Undoes whatever a migration may have changed in the session's role,
+/// session authorization and settings. Session-level advisory locks stay
+/// (the caller still holds the schema's), so does the rest of the session's
+/// state: [`discard_session`] clears that once no lock is held.
 pub async fn reset_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    conn.execute(sqlx::raw_sql(RESET_SESSION)).await?;
+    Ok(())
+}
+
+/// True when the session runs as the user that logged in (checked after
+/// [`reset_session`]; a session that still runs as someone else is
+/// dropped rather than trusted with the next schema).
+pub async fn runs_as_session_user(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     // language=SQL
-    conn.execute("RESET ALL").await?;
+    sqlx::query_scalar("SELECT current_user = session_user")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Clears everything else a migration can leave in a session: temporary
+/// tables, prepared statements, cursors, `LISTEN`s, cached plans and
+/// sequence state, and every session-level advisory lock (`DISCARD ALL`;
+/// so only once the schema's own lock is released). sqlx's cache of
+/// prepared statements is emptied first, since `DISCARD ALL` deallocates
+/// them on the server. Fails inside a transaction block (a migration that
+/// left one open): the caller then drops the connection.
+pub async fn discard_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    conn.clear_cached_statements().await?;
+    // language=SQL
+    conn.execute(sqlx::raw_sql("DISCARD ALL")).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::config::{Settings, TransactionMode, mask_url};
 use crate::db::{self, LockMode};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome, StopReason};
-use crate::ledger::{self, Ledger, LedgerSender, Record, RunTotals};
+use crate::ledger::{self, Ledger, LedgerFault, LedgerSender, Record, RunTotals};
 use crate::migration::{Migration, MigrationSet, split_statements};
 use crate::state::{Goal, SchemaState, SchemaStatus};
 use crate::tenants::{self, TenantList};
@@ -146,6 +146,9 @@ pub struct RunReport {
     pub stopped: Option<StopReason>,
     /// Wall time of the run.
     pub duration_ms: u64,
+    /// What the run ledger could not record, if anything (the report is
+    /// still the whole truth about the run).
+    pub ledger_error: Option<LedgerFault>,
 }
 
 impl RunReport {
@@ -155,6 +158,25 @@ impl RunReport {
             .iter()
             .chain(&self.tenants)
             .filter(|o| o.state.is_failure())
+    }
+
+    /// The run's totals as the ledger records them: a schema stopped by
+    /// Ctrl-C or SIGTERM is stopped, not failed.
+    pub fn totals(&self) -> RunTotals {
+        let total = self.plan.tenants.len() as i64 + self.plan.shared.is_some() as i64;
+        let stopped = self
+            .failures()
+            .filter(|o| o.state == OutcomeState::Stopped)
+            .count() as i64;
+        let failed = self.failures().count() as i64 - stopped;
+        let skipped = self.not_reached.len() as i64;
+        RunTotals {
+            total,
+            ok: total - failed - stopped - skipped,
+            failed,
+            skipped,
+            stopped,
+        }
     }
 
     /// True when every selected schema ended at head.
@@ -424,7 +446,13 @@ impl Engine {
                 .filter_map(|v| set.index_of(*v).map(|i| &set.migrations[i]))
                 .collect();
             if !pending.is_empty() {
-                run_group(conn, schema, &s.history_table, &pending, Direction::Apply)
+                let unit = Unit {
+                    schema,
+                    table: &s.history_table,
+                    session: None,
+                    dir: Direction::Apply,
+                };
+                run_group(conn, &unit, &pending)
                     .await
                     .map_err(|e| e.source)?;
             }
@@ -684,6 +712,7 @@ impl Engine {
             not_reached: Vec::new(),
             stopped: None,
             duration_ms: 0,
+            ledger_error: None,
         };
         report.tenants_up_to_date = report
             .plan
@@ -702,12 +731,14 @@ impl Engine {
             .map_err(Error::db("counting the server's free connections"))?;
         let led = Ledger::start(
             control,
+            &self.connect,
             &s.control_schema,
             opts.goal.command(),
             &opts.args,
             started.elapsed(),
         )
         .await?;
+        led.plan(planned_totals(&report.plan));
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
@@ -761,15 +792,7 @@ impl Engine {
         report.stopped = *cx.stop_reason.lock().expect("stop reason lock");
         report.duration_ms = started.elapsed().as_millis() as u64;
 
-        let failed = report.failures().count() as i64;
-        let totals = RunTotals {
-            total: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64,
-            ok: report.plan.tenants.len() as i64 + report.plan.shared.is_some() as i64
-                - failed
-                - report.not_reached.len() as i64,
-            failed,
-            skipped: report.not_reached.len() as i64,
-        };
+        let totals = report.totals();
         let outcome = if report.stopped == Some(StopReason::Shutdown) {
             "stopped"
         } else if report.is_success() {
@@ -778,8 +801,12 @@ impl Engine {
             "failed"
         };
         drop(cx);
-        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await?;
+        // The report is the run's truth; a ledger that cannot be written is
+        // said in it, never a reason to lose it.
+        report.ledger_error = led
+            .finish(outcome, &totals, report.stopped.map(|r| r.describe()))
+            .await
+            .err();
         Ok(report)
     }
 
@@ -905,6 +932,37 @@ impl Engine {
         } else if !work.is_empty() {
             report.not_reached.extend(work);
         }
+    }
+}
+
+/// What a plan counts before anything runs: every selected schema, and
+/// those with nothing to do (neither refused nor with work) as ok.
+fn planned_totals(plan: &StatusReport) -> RunTotals {
+    let revert = plan.goal.is_revert();
+    let shared_ok = plan
+        .shared
+        .iter()
+        .filter(|st| st.state == SchemaState::UpToDate)
+        .count();
+    let tenants_ok = plan
+        .tenants
+        .iter()
+        // As in `tenant_phase`: refused, behind, or missing (unless going
+        // back) means not done yet.
+        .filter(|t| {
+            !t.state.is_refused()
+                && t.state != SchemaState::Behind
+                && (revert || t.state != SchemaState::Missing)
+        })
+        .count();
+    let total = (plan.tenants.len() + plan.shared.iter().count()) as i64;
+    let ok = (shared_ok + tenants_ok) as i64;
+    RunTotals {
+        total,
+        ok,
+        failed: 0,
+        skipped: total - ok,
+        stopped: 0,
     }
 }
 
@@ -1092,6 +1150,9 @@ async fn run_pool(
                 let mut broken = true;
                 if let Some(c) = conn.as_mut() {
                     broken = migrate_schema(c, &cx, &set, phase, &schema, &mut outcome).await;
+                    // The schema's lock is released: clear what else the
+                    // migrations left in the session before the next tenant.
+                    broken = broken || db::discard_session(c).await.is_err();
                 }
                 if broken && let Some(c) = conn.take() {
                     // Closing the connection makes the server drop its
@@ -1244,11 +1305,14 @@ pub(crate) async fn migrate_schema(
         out.failed_version = e.version;
         out.failed_statement = e.statement;
     }
-    // Always give the schema back: reset the session, release the lock. If
-    // that fails, the caller drops the connection, which releases it too.
+    // Always give the schema back: reset the session (role, session
+    // authorization, settings), release the lock. If that fails, or the
+    // session still runs as someone other than the user who logged in, the
+    // caller drops the connection, which releases the lock too.
     let cleanup = async {
         db::reset_session(conn).await?;
-        db::unlock(conn, schema, LockMode::Exclusive).await
+        let unlocked = db::unlock(conn, schema, LockMode::Exclusive).await?;
+        Ok::<_, sqlx::Error>(unlocked && db::runs_as_session_user(conn).await?)
     }
     .await;
     !matches!(cleanup, Ok(true))
@@ -1312,15 +1376,17 @@ async fn migrate_locked(
             .await
             .map_err(StepError::plain)?;
     }
-    db::set_session(
-        conn,
+    // Sent again before each migration file and each history write: what
+    // one file changes in the session never reaches the next one.
+    let session = db::session_sql(
         schema,
         &s.shared_schema,
         s.lock_timeout,
         s.statement_timeout,
-    )
-    .await
-    .map_err(StepError::plain)?;
+    );
+    db::execute_script(conn, &session)
+        .await
+        .map_err(StepError::plain)?;
     db::ensure_history_table(conn, schema, &s.history_table)
         .await
         .map_err(StepError::plain)?;
@@ -1399,10 +1465,16 @@ async fn migrate_locked(
             } else {
                 Direction::Apply
             };
+            let unit = Unit {
+                schema,
+                table: &s.history_table,
+                session: Some(&session),
+                dir,
+            };
             let r = if no_tx {
-                run_no_tx(conn, schema, &s.history_table, group[0], dir).await
+                run_no_tx(conn, &unit, group[0]).await
             } else {
-                run_group(conn, schema, &s.history_table, &group, dir).await
+                run_group(conn, &unit, &group).await
             };
             match r {
                 Ok(a) => break a,
@@ -1482,6 +1554,30 @@ impl Direction {
     }
 }
 
+/// Where and how a unit of migrations runs.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    /// The schema.
+    schema: &'a str,
+    /// Its history table.
+    table: &'a str,
+    /// The session set-up ([`db::session_sql`]) restored before each file
+    /// and each history write; none where nothing else shares the session
+    /// (the control schema, scratch schemas).
+    session: Option<&'a str>,
+    /// Apply or revert.
+    dir: Direction,
+}
+
+impl Unit<'_> {
+    async fn restore_session(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        match self.session {
+            Some(sql) => db::execute_script(conn, sql).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs transactional migrations in one transaction, each with its history
 /// change: applied, the SQL and its new row commit together, so a migration
 /// never runs twice and a schema is never left half-migrated; reverted, the
@@ -1489,22 +1585,35 @@ impl Direction {
 /// is either still applied or fully undone.
 async fn run_group(
     conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
+    unit: &Unit<'_>,
     group: &[&Migration],
-    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
+    let Unit {
+        schema, table, dir, ..
+    } = *unit;
     let mut tx = conn.begin().await.map_err(StepError::plain)?;
+    if let Err(e) = unit.restore_session(&mut tx).await {
+        let _ = tx.rollback().await;
+        return Err(StepError::plain(e));
+    }
     let mut done = Vec::with_capacity(group.len());
     for m in group {
         let t0 = Instant::now();
         let r = match db::execute_script(&mut tx, dir.sql(m)).await {
-            Ok(()) => match dir {
-                Direction::Apply => {
-                    let took = t0.elapsed().as_nanos() as i64;
-                    db::insert_history(&mut tx, schema, table, m, true, took).await
-                }
-                Direction::Revert => db::delete_history(&mut tx, schema, table, m.version).await,
+            // The file may have changed the session (`SET ROLE`, a plain
+            // `SET search_path`, which outlives the commit): undone before
+            // its history row and the next file.
+            Ok(()) => match unit.restore_session(&mut tx).await {
+                Err(e) => Err(e),
+                Ok(()) => match dir {
+                    Direction::Apply => {
+                        let took = t0.elapsed().as_nanos() as i64;
+                        db::insert_history(&mut tx, schema, table, m, true, took).await
+                    }
+                    Direction::Revert => {
+                        db::delete_history(&mut tx, schema, table, m.version).await
+                    }
+                },
             },
             Err(e) => Err(e),
         };
@@ -1534,11 +1643,12 @@ async fn run_group(
 /// the migration was put back by hand).
 async fn run_no_tx(
     conn: &mut PgConnection,
-    schema: &str,
-    table: &str,
+    unit: &Unit<'_>,
     m: &Migration,
-    dir: Direction,
 ) -> Result<Vec<(i64, Duration)>, StepError> {
+    let Unit {
+        schema, table, dir, ..
+    } = *unit;
     let err = |statement: Option<String>| {
         move |source| StepError {
             version: Some(m.version),
@@ -1546,6 +1656,7 @@ async fn run_no_tx(
             source,
         }
     };
+    unit.restore_session(conn).await.map_err(err(None))?;
     match dir {
         Direction::Apply => db::insert_history(conn, schema, table, m, false, -1).await,
         Direction::Revert => db::mark_failed(conn, schema, table, m.version).await,
@@ -1558,6 +1669,7 @@ async fn run_no_tx(
             .map_err(err(Some(format!("line {}: {}", stmt.line, stmt.sql))))?;
     }
     let took = t0.elapsed();
+    unit.restore_session(conn).await.map_err(err(None))?;
     match dir {
         Direction::Apply => {
             db::mark_success(conn, schema, table, m.version, took.as_nanos() as i64).await
@@ -1577,10 +1689,16 @@ pub(crate) async fn apply_migration(
     table: &str,
     m: &Migration,
 ) -> Result<(), sqlx::Error> {
+    let unit = Unit {
+        schema,
+        table,
+        session: None,
+        dir: Direction::Apply,
+    };
     let r = if m.no_tx {
-        run_no_tx(conn, schema, table, m, Direction::Apply).await
+        run_no_tx(conn, &unit, m).await
     } else {
-        run_group(conn, schema, table, &[m], Direction::Apply).await
+        run_group(conn, &unit, &[m]).await
     };
     r.map(|_| ()).map_err(|e| e.source)
 }

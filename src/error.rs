@@ -63,6 +63,11 @@ pub enum Error {
         message: String,
     },
 
+    /// The run ledger could not be written at the end of a run (the work
+    /// itself went as its report says).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerFault),
+
     /// A database operation failed outside any single tenant.
     #[error("while {doing}: {}", describe_db_error(source))]
     Database {
@@ -84,7 +89,7 @@ impl Error {
     /// input and connection errors, 1 for failures while running.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Database { .. } | Error::Failed { .. } => 1,
+            Error::Database { .. } | Error::Failed { .. } | Error::Ledger(_) => 1,
             _ => 2,
         }
     }

@@ -2,16 +2,23 @@
 //! tenant registry.
 //!
 //! The ledger is written by one task that owns one connection and batches
-//! per-schema records, so workers never wait on bookkeeping.
+//! per-schema records, so workers never wait on bookkeeping; it reconnects
+//! when that connection is lost (see `ledger/writer.rs`). A run is alive
+//! while its writer holds the run's advisory lock (`RunKey`).
+
+mod writer;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::Digest;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::mpsc;
+
+use self::writer::{Msg, Writer};
 
 use crate::error::{Error, Result};
 use crate::events::{Phase, SchemaOutcome};
@@ -121,12 +128,12 @@ impl Record {
 
 /// A cloneable handle that queues records for a run's ledger writer.
 #[derive(Clone)]
-pub struct LedgerSender(mpsc::UnboundedSender<Record>);
+pub struct LedgerSender(mpsc::UnboundedSender<Msg>);
 
 impl LedgerSender {
-    /// Queues a record (never blocks).
+    /// Queues a record (never blocks, never fails the caller).
     pub fn record(&self, r: Record) {
-        let _ = self.0.send(r);
+        let _ = self.0.send(Msg::Record(r));
     }
 }
 
@@ -137,28 +144,170 @@ pub struct RunTotals {
     pub total: i64,
     /// Succeeded or already up to date.
     pub ok: i64,
-    /// Failed or refused.
+    /// Failed, refused or vanished.
     pub failed: i64,
     /// Not reached.
     pub skipped: i64,
+    /// Stopped between migrations by Ctrl-C or SIGTERM (not done, but not
+    /// failed: nothing went wrong with their migrations).
+    pub stopped: i64,
+}
+
+/// The session-level advisory lock that marks a run as alive: the two-int
+/// form `(namespace, run id)`, so it never meets the one-`bigint` keys of
+/// schema locks. The namespace is a hash of the control schema's name, so
+/// two control schemas in one database keep their runs apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunKey {
+    /// The control schema's namespace.
+    ns: i32,
+    /// The run id, folded into 31 bits.
+    id: i32,
+}
+
+impl RunKey {
+    fn new(control: &str, run_id: i64) -> RunKey {
+        RunKey {
+            ns: run_namespace(control),
+            id: (run_id % (1 << 31)) as i32,
+        }
+    }
+
+    /// Tries once to take the lock on `conn` (it is never waited for: a
+    /// holder is a live run, or a backend that has not noticed its client
+    /// is gone).
+    async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        // language=SQL
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(self.ns)
+            .bind(self.id)
+            .fetch_one(&mut *conn)
+            .await
+    }
+}
+
+/// The namespace half of the run locks of a control schema.
+fn run_namespace(control: &str) -> i32 {
+    let h = sha2::Sha256::digest(format!("tenantmig run ledger: {control}"));
+    i32::from_be_bytes([h[0], h[1], h[2], h[3]])
+}
+
+/// The run ids (folded as in [`RunKey`]) whose lock is held, i.e. whose
+/// process is alive: a CTE named `held` with one column `k`. `$ns` is the
+/// parameter that carries the namespace as an unsigned number (as
+/// `pg_locks.classid` shows it).
+fn held_cte(ns: &str) -> String {
+    // language=SQL
+    format!(
+        "held AS (SELECT l.objid::int8 AS k FROM pg_catalog.pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+                    AND l.classid::int8 = {ns})"
+    )
+}
+
+/// `pg_locks.classid` of a namespace.
+fn ns_param(control: &str) -> i64 {
+    i64::from(run_namespace(control) as u32)
+}
+
+/// Row states counted as ok: the schema ended at its goal.
+// language=SQL
+const OK_STATES: &str = "('succeeded', 'up_to_date')";
+
+/// Row states counted as failed: failed, refused, vanished, or
+/// interrupted with its run.
+// language=SQL
+const FAILED_STATES: &str = "('failed', 'refused', 'vanished', 'interrupted')";
+
+/// The note of a run closed as interrupted.
+const INTERRUPTED_NOTE: &str = "the process ended without closing the run (killed, or the server could not be reached at its end)";
+
+/// Closes the runs whose process is gone (unfinished, lock free) as
+/// `interrupted`: their `running` rows become `interrupted`, and their
+/// totals are computed from their rows, on top of what the plan counted
+/// (see [`Ledger::plan`]): ok = up to date when planned + succeeded and
+/// up-to-date rows; failed = failed, refused, vanished and interrupted rows;
+/// stopped = stopped rows; skipped = the rest (not reached, or not
+/// recorded).
+async fn close_dead_runs(conn: &mut PgConnection, control: &str) -> Result<u64, sqlx::Error> {
+    let runs = qualified(control, "runs");
+    let run_tenants = qualified(control, "run_tenants");
+    let held = held_cte("$1");
+    // language=SQL
+    let sql = format!(
+        "WITH {held},
+         dead AS (SELECT id FROM {runs}
+                  WHERE finished_at IS NULL AND (id % 2147483648) NOT IN (SELECT k FROM held)),
+         counts AS (
+            SELECT d.id,
+                   count(*) FILTER (WHERE t.state IN {OK_STATES}) AS ok,
+                   count(*) FILTER (WHERE t.state IN {FAILED_STATES} OR t.state = 'running') AS failed,
+                   count(*) FILTER (WHERE t.state = 'stopped') AS stopped
+            FROM dead d LEFT JOIN {run_tenants} t ON t.run_id = d.id
+            GROUP BY d.id),
+         rows AS (UPDATE {run_tenants} SET state = 'interrupted'
+                  WHERE state = 'running' AND run_id IN (SELECT id FROM dead))
+         UPDATE {runs} r SET outcome = 'interrupted', finished_at = now(), message = $2,
+                tenants_ok = r.tenants_ok + c.ok,
+                tenants_failed = c.failed,
+                tenants_stopped = c.stopped,
+                tenants_total = greatest(r.tenants_total, r.tenants_ok + c.ok + c.failed + c.stopped),
+                tenants_skipped = greatest(r.tenants_total, r.tenants_ok + c.ok + c.failed + c.stopped)
+                                  - r.tenants_ok - c.ok - c.failed - c.stopped
+         FROM counts c WHERE r.id = c.id AND r.finished_at IS NULL"
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(ns_param(control))
+        .bind(INTERRUPTED_NOTE)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// What the ledger could not record at the end of a run. The run itself
+/// went as its report says; the history tables have what was applied.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error(
+    "the run ledger could not be written: {message}; {} not recorded; run {run_id} stays open until the next run marks it interrupted (each schema's history table has what was applied)",
+    records(*unrecorded)
+)]
+pub struct LedgerFault {
+    /// The run.
+    pub run_id: i64,
+    /// The last error.
+    pub message: String,
+    /// Schema records that were not written.
+    pub unrecorded: usize,
+}
+
+fn records(n: usize) -> String {
+    if n == 1 {
+        "1 schema record was".into()
+    } else {
+        format!("{n} schema records were")
+    }
 }
 
 /// A run in progress: its id and the ledger writer.
 pub struct Ledger {
     /// The run's id.
     pub run_id: i64,
-    tx: mpsc::UnboundedSender<Record>,
-    task: tokio::task::JoinHandle<PgConnection>,
-    control: String,
+    tx: mpsc::UnboundedSender<Msg>,
+    task: tokio::task::JoinHandle<Writer>,
 }
 
 impl Ledger {
     /// Records a new run and starts the writer. `conn` becomes the writer's
-    /// connection; its backend pid marks the run as alive. `running_for` is
-    /// how long the command has already been working (reading state), so the
-    /// recorded start is the command's real start.
+    /// connection, and holds the run's liveness lock; `connect` opens a new
+    /// one when it is lost. `running_for` is how long the command has
+    /// already been working (reading state), so the recorded start is the
+    /// command's real start.
+    ///
+    /// Runs whose process is gone are closed as `interrupted` first.
     pub async fn start(
         mut conn: PgConnection,
+        connect: &PgConnectOptions,
         control: &str,
         command: &str,
         args: &[String],
@@ -166,20 +315,10 @@ impl Ledger {
     ) -> Result<Ledger> {
         let runs = qualified(control, "runs");
         let run_tenants = qualified(control, "run_tenants");
-        // Runs whose ledger connection is gone were killed: say so.
-        // language=SQL
-        let sql = format!(
-            "WITH dead AS (
-                UPDATE {runs} SET outcome = 'interrupted', finished_at = now(),
-                       message = 'the process stopped without finishing (killed or lost its connection)'
-                WHERE finished_at IS NULL
-                  AND (backend_pid IS NULL OR backend_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity))
-                RETURNING id)
-             UPDATE {run_tenants} SET state = 'interrupted'
-             WHERE state = 'running' AND run_id IN (SELECT id FROM dead)"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut conn)
+        // The run's row and its lock commit together: no other process
+        // ever sees the row without the lock, and takes it for dead.
+        let mut tx = conn.begin().await.map_err(Error::db("recording the run"))?;
+        close_dead_runs(&mut tx, control)
             .await
             .map_err(Error::db("marking interrupted runs"))?;
         // language=SQL
@@ -198,22 +337,39 @@ impl Ledger {
             .bind(host)
             .bind(std::process::id() as i32)
             .bind(running_for.as_secs_f64())
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *tx)
             .await
             .map_err(Error::db("recording the run"))?;
+        let key = RunKey::new(control, run_id);
+        let locked = key
+            .try_lock(&mut tx)
+            .await
+            .map_err(Error::db("recording the run"))?;
+        tx.commit().await.map_err(Error::db("recording the run"))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(writer(conn, rx, run_tenants, run_id));
-        Ok(Ledger {
+        let writer = Writer::new(
+            conn,
+            connect.clone(),
+            key,
+            locked,
+            (runs, run_tenants),
             run_id,
-            tx,
-            task,
-            control: control.to_string(),
-        })
+        );
+        let task = tokio::spawn(writer.run(rx));
+        Ok(Ledger { run_id, tx, task })
     }
 
     /// Queues a record (never blocks).
     pub fn record(&self, r: Record) {
-        let _ = self.tx.send(r);
+        let _ = self.tx.send(Msg::Record(r));
+    }
+
+    /// Records what the plan counted, before any schema starts: `total`
+    /// schemas, `ok` of them with nothing to do. While the run works,
+    /// `runs` adds its rows to these; if it dies, the run is closed with
+    /// the same sums.
+    pub fn plan(&self, totals: RunTotals) {
+        let _ = self.tx.send(Msg::Plan(totals));
     }
 
     /// A handle workers use to queue records.
@@ -221,135 +377,25 @@ impl Ledger {
         LedgerSender(self.tx.clone())
     }
 
-    /// Writes the remaining records and closes the run's row.
+    /// Writes the remaining records and closes the run's row, retrying for a
+    /// few seconds. On failure, says how much was not recorded: the caller
+    /// still has its report, and the next run closes this one as
+    /// interrupted.
     pub async fn finish(
         self,
         outcome: &str,
         totals: &RunTotals,
         message: Option<&str>,
-    ) -> Result<()> {
-        let Ledger {
-            run_id,
-            tx,
-            task,
-            control,
-        } = self;
+    ) -> Result<(), LedgerFault> {
+        let Ledger { run_id, tx, task } = self;
         drop(tx);
-        let mut conn = task.await.map_err(|e| Error::Config {
+        let writer = task.await.map_err(|e| LedgerFault {
+            run_id,
             message: format!("the ledger writer stopped: {e}"),
+            unrecorded: 0,
         })?;
-        // language=SQL
-        let sql = format!(
-            "UPDATE {} SET finished_at = now(), outcome = $2, tenants_total = $3, tenants_ok = $4,
-                    tenants_failed = $5, tenants_skipped = $6, message = $7
-             WHERE id = $1",
-            qualified(&control, "runs")
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(outcome)
-            .bind(totals.total)
-            .bind(totals.ok)
-            .bind(totals.failed)
-            .bind(totals.skipped)
-            .bind(message)
-            .execute(&mut conn)
-            .await
-            .map_err(Error::db("closing the run in the ledger"))?;
-        Ok(())
+        writer.close(outcome, totals, message).await
     }
-}
-
-async fn writer(
-    mut conn: PgConnection,
-    mut rx: mpsc::UnboundedReceiver<Record>,
-    table: String,
-    run_id: i64,
-) -> PgConnection {
-    let mut pending: HashMap<String, Record> = HashMap::new();
-    let take = |r: Record, pending: &mut HashMap<String, Record>| match pending.get_mut(&r.schema) {
-        Some(old) => old.merge(r),
-        None => {
-            pending.insert(r.schema.clone(), r);
-        }
-    };
-    loop {
-        // Wait for a record, then gather more for up to 100 ms to batch them.
-        let Some(first) = rx.recv().await else {
-            return conn;
-        };
-        take(first, &mut pending);
-        let until = tokio::time::Instant::now() + Duration::from_millis(100);
-        let mut closed = false;
-        while pending.len() < 2000 {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(r)) => take(r, &mut pending),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let batch: Vec<Record> = pending.drain().map(|(_, r)| r).collect();
-        if let Err(e) = write_batch(&mut conn, &table, run_id, &batch).await {
-            tracing::error!(cause = %e, "could not write {} records to the run ledger", batch.len());
-        }
-        if closed {
-            return conn;
-        }
-    }
-}
-
-async fn write_batch(
-    conn: &mut PgConnection,
-    table: &str,
-    run_id: i64,
-    batch: &[Record],
-) -> Result<(), sqlx::Error> {
-    let col = |f: &dyn Fn(&Record) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
-    let int = |f: &dyn Fn(&Record) -> Option<i64>| batch.iter().map(f).collect::<Vec<_>>();
-    let ts = |f: &dyn Fn(&Record) -> Option<DateTime<Utc>>| batch.iter().map(f).collect::<Vec<_>>();
-    // language=SQL
-    let sql = format!(
-        "INSERT INTO {table} AS t (run_id, schema_name, phase, state, from_version, to_version, error,
-                failed_version, failed_statement, started_at, finished_at, duration_ms, attempts)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[],
-                $8::int8[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::int8[], $13::int4[])
-         ON CONFLICT (run_id, schema_name) DO UPDATE SET
-            state = EXCLUDED.state,
-            from_version = COALESCE(EXCLUDED.from_version, t.from_version),
-            to_version = COALESCE(EXCLUDED.to_version, t.to_version),
-            error = EXCLUDED.error,
-            failed_version = EXCLUDED.failed_version,
-            failed_statement = EXCLUDED.failed_statement,
-            started_at = COALESCE(t.started_at, EXCLUDED.started_at),
-            finished_at = EXCLUDED.finished_at,
-            duration_ms = EXCLUDED.duration_ms,
-            attempts = EXCLUDED.attempts"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(run_id)
-        .bind(batch.iter().map(|r| r.schema.clone()).collect::<Vec<_>>())
-        .bind(
-            batch
-                .iter()
-                .map(|r| r.phase.as_str().to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(batch.iter().map(|r| r.state.clone()).collect::<Vec<_>>())
-        .bind(int(&|r| r.from_version))
-        .bind(int(&|r| r.to_version))
-        .bind(col(&|r| r.error.clone()))
-        .bind(int(&|r| r.failed_version))
-        .bind(col(&|r| r.failed_statement.clone()))
-        .bind(ts(&|r| r.started_at))
-        .bind(ts(&|r| r.finished_at))
-        .bind(int(&|r| r.duration_ms))
-        .bind(batch.iter().map(|r| r.attempts).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// A run as listed by `tenantmig runs`.
@@ -371,10 +417,12 @@ pub struct RunSummary {
     pub tenants_total: i32,
     /// Succeeded.
     pub tenants_ok: i32,
-    /// Failed or refused.
+    /// Failed, refused or vanished.
     pub tenants_failed: i32,
     /// Not reached.
     pub tenants_skipped: i32,
+    /// Stopped by Ctrl-C or SIGTERM between migrations.
+    pub tenants_stopped: i32,
     /// A note (why it stopped).
     pub message: Option<String>,
 }
@@ -416,14 +464,48 @@ fn summary(r: &sqlx::postgres::PgRow) -> Result<RunSummary, sqlx::Error> {
         tenants_ok: r.try_get("tenants_ok")?,
         tenants_failed: r.try_get("tenants_failed")?,
         tenants_skipped: r.try_get("tenants_skipped")?,
+        tenants_stopped: r.try_get("tenants_stopped")?,
         message: r.try_get("message")?,
     })
 }
 
-const RUN_COLUMNS: &str = "id, command, args, started_at, finished_at, \
-    CASE WHEN finished_at IS NULL AND (backend_pid IS NULL OR backend_pid NOT IN \
-        (SELECT pid FROM pg_catalog.pg_stat_activity)) THEN 'interrupted' ELSE outcome END AS outcome, \
-    tenants_total, tenants_ok, tenants_failed, tenants_skipped, message";
+/// The runs of `filter` (a clause over `runs r`: a `WHERE`, an `ORDER BY`
+/// and a `LIMIT`) as `runs` shows them. A run that has not finished is
+/// `running` while its lock is held, else `interrupted`; its totals are
+/// computed live from its rows (see [`close_dead_runs`]). `$1` is the
+/// namespace parameter, `$3` the note of an interrupted run.
+fn runs_sql(control: &str, filter: &str) -> String {
+    let runs = qualified(control, "runs");
+    let run_tenants = qualified(control, "run_tenants");
+    let held = held_cte("$1");
+    // language=SQL
+    format!(
+        "WITH {held},
+         v AS (SELECT r.*, r.finished_at IS NULL AND (r.id % 2147483648) NOT IN (SELECT k FROM held) AS dead
+               FROM {runs} r {filter}),
+         w AS (SELECT v.*, c.ok, c.failed, c.stopped,
+                      greatest(v.tenants_total, v.tenants_ok + c.ok + c.failed + c.stopped) AS live_total
+               FROM v LEFT JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE t.state IN {OK_STATES}) AS ok,
+                          count(*) FILTER (WHERE t.state IN {FAILED_STATES}
+                                              OR (v.dead AND t.state = 'running')) AS failed,
+                          count(*) FILTER (WHERE t.state = 'stopped') AS stopped
+                   FROM {run_tenants} t WHERE t.run_id = v.id AND v.finished_at IS NULL) c ON true)
+         SELECT id, command, args, started_at, finished_at,
+                CASE WHEN finished_at IS NOT NULL THEN outcome
+                     WHEN dead THEN 'interrupted' ELSE 'running' END AS outcome,
+                CASE WHEN finished_at IS NULL THEN live_total::int4 ELSE tenants_total END AS tenants_total,
+                CASE WHEN finished_at IS NULL THEN (tenants_ok + ok)::int4 ELSE tenants_ok END AS tenants_ok,
+                CASE WHEN finished_at IS NULL THEN failed::int4 ELSE tenants_failed END AS tenants_failed,
+                CASE WHEN finished_at IS NULL THEN (live_total - tenants_ok - ok - failed - stopped)::int4
+                     ELSE tenants_skipped END AS tenants_skipped,
+                CASE WHEN finished_at IS NULL THEN stopped::int4
+                     ELSE tenants_stopped END AS tenants_stopped,
+                CASE WHEN dead THEN coalesce(message, $3) ELSE message END AS message,
+                dead
+         FROM w ORDER BY id DESC"
+    )
+}
 
 /// The latest runs, newest first.
 pub async fn list_runs(
@@ -434,13 +516,11 @@ pub async fn list_runs(
     if !ledger_exists(conn, control).await? {
         return Ok(Vec::new());
     }
-    // language=SQL
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM {} ORDER BY id DESC LIMIT $1",
-        qualified(control, "runs")
-    );
+    let sql = runs_sql(control, "ORDER BY r.id DESC LIMIT $2");
     let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(ns_param(control))
         .bind(limit)
+        .bind(INTERRUPTED_NOTE)
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("reading the run ledger"))?;
@@ -462,13 +542,11 @@ pub async fn show_run(
     if !ledger_exists(conn, control).await? {
         return Err(none());
     }
-    // language=SQL
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM {} WHERE id = $1",
-        qualified(control, "runs")
-    );
+    let sql = runs_sql(control, "WHERE r.id = $2");
     let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(ns_param(control))
         .bind(id)
+        .bind(INTERRUPTED_NOTE)
         .fetch_optional(&mut *conn)
         .await
         .map_err(Error::db("reading the run ledger"))?
@@ -487,7 +565,11 @@ pub async fn show_run(
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("reading the run ledger"))?;
-    let dead = run.outcome == "interrupted";
+    // A run that is gone but not closed yet: its running rows were
+    // interrupted.
+    let dead: bool = row
+        .try_get("dead")
+        .map_err(Error::db("reading the run ledger"))?;
     let schemas = rows
         .iter()
         .map(|r| {
@@ -556,4 +638,34 @@ pub async fn connect(opts: &PgConnectOptions, url_for_messages: &str) -> Result<
             url: url_for_messages.to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_fault_says_what_was_not_recorded_and_what_happens_to_the_run() {
+        let f = LedgerFault {
+            run_id: 12,
+            message: "Connection refused (os error 111)".into(),
+            unrecorded: 4,
+        };
+        assert_eq!(
+            f.to_string(),
+            "the run ledger could not be written: Connection refused (os error 111); 4 schema records were not recorded; run 12 stays open until the next run marks it interrupted (each schema's history table has what was applied)"
+        );
+        let one = LedgerFault { unrecorded: 1, ..f };
+        assert!(
+            one.to_string()
+                .contains("; 1 schema record was not recorded;")
+        );
+    }
+
+    #[test]
+    fn run_locks_of_two_control_schemas_never_share_a_key() {
+        assert_ne!(run_namespace("tenantmig"), run_namespace("tenantmig_b"));
+        let k = RunKey::new("tenantmig", (1 << 31) + 5);
+        assert_eq!(k.id, 5);
+    }
 }

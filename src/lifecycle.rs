@@ -160,6 +160,7 @@ impl Engine {
         self.ensure_control(&mut conn).await?;
         let led = Ledger::start(
             conn,
+            &self.connect,
             &self.settings.control_schema,
             command,
             args,
@@ -191,6 +192,7 @@ impl Engine {
                 ok,
                 failed: 1 - ok,
                 skipped: 0,
+                stopped: 0,
             },
             error,
         )

@@ -905,6 +905,9 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(reason) = r.stopped {
         writeln!(w, "stopped: {}", reason.describe())?;
     }
+    if let Some(fault) = &r.ledger_error {
+        writeln!(w, "{fault}")?;
+    }
     if !r.is_success() {
         writeln!(
             w,
@@ -1008,8 +1011,16 @@ pub fn run_detail_human(
     )?;
     writeln!(
         w,
-        "  outcome  {} ({} ok, {} failed, {} not reached)",
-        run.outcome, run.tenants_ok, run.tenants_failed, run.tenants_skipped
+        "  outcome  {} ({} ok, {} failed, {}{} not reached)",
+        run.outcome,
+        run.tenants_ok,
+        run.tenants_failed,
+        if run.tenants_stopped > 0 {
+            format!("{} stopped, ", run.tenants_stopped)
+        } else {
+            String::new()
+        },
+        run.tenants_skipped
     )?;
     if let Some(m) = &run.message {
         writeln!(w, "  note     {m}")?;

@@ -129,6 +129,7 @@ impl Engine {
         let ledger_conn = self.connection().await?;
         let led = Ledger::start(
             ledger_conn,
+            &self.connect,
             &s.control_schema,
             "repair",
             args,
@@ -153,6 +154,7 @@ impl Engine {
                     ok,
                     failed: 1,
                     skipped: items.len() as i64 - ok - 1,
+                    stopped: 0,
                 };
                 let msg = e.to_string();
                 led.finish("failed", &totals, Some(&msg)).await?;
@@ -172,6 +174,7 @@ impl Engine {
             ok,
             failed: 0,
             skipped: 0,
+            stopped: 0,
         };
         led.finish("succeeded", &totals, None).await?;
         Ok(run_id)

@@ -757,6 +757,7 @@ impl Engine {
             .map_err(Error::db("counting the server's free connections"))?;
         let led = Ledger::start(
             control,
+            &self.connect,
             &s.control_schema,
             "migrate-to",
             &opts.args,
@@ -905,6 +906,7 @@ impl Engine {
             ok: total - failed - report.not_reached.len() as i64,
             failed,
             skipped: report.not_reached.len() as i64,
+            stopped: 0,
         };
         let outcome = if report.stopped == Some(StopReason::Shutdown) {
             "stopped"
