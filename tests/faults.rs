@@ -781,3 +781,39 @@ async fn a_role_without_create_on_the_database_works_once_the_control_schema_is_
     )
     .await;
 }
+
+// 4. A second command that meets a run's lock waits lock_wait, then names
+// the holder with its run and what the ledger says of that run.
+#[sqlx::test(migrations = false)]
+async fn a_lock_held_by_a_run_is_named_with_its_run_and_ledger_state(pool: PgPool) {
+    let url = url_of(&pool);
+    let shared = folder(&[]);
+    let tenant = folder(&[(
+        "0001_slow.sql",
+        "SELECT pg_sleep(4); CREATE TABLE items (id int);",
+    )]);
+    let dir = tempfile::tempdir().expect("dir");
+    let first = spawn(
+        &url,
+        dir.path(),
+        shared.path(),
+        tenant.path(),
+        &["migrate", "--tenant", "t_1"],
+    );
+    wait_for_query(&pool, "pg_sleep(4)").await;
+    let run_id = scalar_i64(&pool, "SELECT max(id) FROM tenantmig.runs").await;
+    cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .env("TENANTMIG_LOCK_WAIT", "1s")
+        .args(["migrate", "--tenant", "t_1"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "application_name \"tenantmig run {run_id}\", state active since"
+        )))
+        .stderr(predicates::str::contains(format!(
+            "the ledger records run {run_id} as running"
+        )))
+        .stderr(predicates::str::contains("query: SELECT pg_sleep(4)"));
+    let (code, out) = finish(first);
+    assert_eq!(code, Some(0), "{out}");
+}
