@@ -486,24 +486,7 @@ impl Settings {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
-pub fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => {
-            // Not parseable: hide everything between "://" and "@".
-            match (url.find("://"), url.rfind('@')) {
-                (Some(a), Some(b)) if b > a => format!("{}***{}", &url[..a + 3], &url[b..]),
-                _ => url.to_string(),
-            }
-        }
-    }
-}
+pub use crate::mask::mask_url;
 
 #[cfg(test)]
 mod tests {

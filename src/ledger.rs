@@ -194,7 +194,9 @@ impl Ledger {
         });
         let run_id: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(command)
-            .bind(serde_json::json!(args))
+            // The command line may hold a connection string: its password
+            // is masked before it is stored.
+            .bind(serde_json::json!(crate::mask::mask_args(args)))
             .bind(host)
             .bind(std::process::id() as i32)
             .bind(running_for.as_secs_f64())
@@ -252,7 +254,7 @@ impl Ledger {
             .bind(totals.ok)
             .bind(totals.failed)
             .bind(totals.skipped)
-            .bind(message)
+            .bind(message.map(crate::mask::mask_secrets))
             .execute(&mut conn)
             .await
             .map_err(Error::db("closing the run in the ledger"))?;
@@ -340,7 +342,7 @@ async fn write_batch(
         .bind(batch.iter().map(|r| r.state.clone()).collect::<Vec<_>>())
         .bind(int(&|r| r.from_version))
         .bind(int(&|r| r.to_version))
-        .bind(col(&|r| r.error.clone()))
+        .bind(col(&|r| r.error.as_deref().map(crate::mask::mask_secrets)))
         .bind(int(&|r| r.failed_version))
         .bind(col(&|r| r.failed_statement.clone()))
         .bind(ts(&|r| r.started_at))
@@ -408,7 +410,8 @@ fn summary(r: &sqlx::postgres::PgRow) -> Result<RunSummary, sqlx::Error> {
     Ok(RunSummary {
         id: r.try_get("id")?,
         command: r.try_get("command")?,
-        args: r.try_get("args")?,
+        // Masked again on reading: rows written before masking existed.
+        args: crate::mask::mask_json(&r.try_get("args")?),
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         outcome: r.try_get("outcome")?,
@@ -416,7 +419,9 @@ fn summary(r: &sqlx::postgres::PgRow) -> Result<RunSummary, sqlx::Error> {
         tenants_ok: r.try_get("tenants_ok")?,
         tenants_failed: r.try_get("tenants_failed")?,
         tenants_skipped: r.try_get("tenants_skipped")?,
-        message: r.try_get("message")?,
+        message: r
+            .try_get::<Option<String>, _>("message")?
+            .map(|m| crate::mask::mask_secrets(&m)),
     })
 }
 
@@ -501,7 +506,9 @@ pub async fn show_run(
                 },
                 from_version: r.try_get(3)?,
                 to_version: r.try_get(4)?,
-                error: r.try_get(5)?,
+                error: r
+                    .try_get::<Option<String>, _>(5)?
+                    .map(|e| crate::mask::mask_secrets(&e)),
                 failed_version: r.try_get(6)?,
                 failed_statement: r.try_get(7)?,
                 duration_ms: r.try_get(8)?,

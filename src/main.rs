@@ -547,7 +547,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Tool(e)) => {
-            eprintln!("error: {e}");
+            // Masked again here: no message ever shows a password.
+            eprintln!("error: {}", tenantmig::mask::mask_secrets(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
         // A closed pipe (`tenantmig status | head`) is not an error.
@@ -649,8 +650,10 @@ fn sink(g: &Global) -> (Arc<dyn EventSink>, Option<Arc<HumanEvents>>) {
     }
 }
 
+/// The command line for the ledger, with the password of any connection
+/// string masked (the ledger masks again when it stores it).
 fn args_for_ledger() -> Vec<String> {
-    std::env::args().skip(1).collect()
+    tenantmig::mask::mask_args(&std::env::args().skip(1).collect::<Vec<_>>())
 }
 
 /// Resolves Ctrl-C once; a second Ctrl-C exits at once (the server rolls
