@@ -583,6 +583,39 @@ impl Engine {
         })
     }
 
+    /// Refuses a plan that would run a transactional file holding `COMMIT`,
+    /// `BEGIN` and the like ([`Migration::check_transaction_control`]):
+    /// the up files to apply, or the `.down.sql` files of a rollback. A stamp
+    /// runs no SQL.
+    fn refuse_transaction_control(&self, plan: &StatusReport) -> Result<()> {
+        if plan.goal.is_stamp() {
+            return Ok(());
+        }
+        let down = plan.goal.is_revert();
+        let shared = plan
+            .shared
+            .iter()
+            .map(|st| (st, &self.shared_set, "shared"));
+        let tenants = plan
+            .tenants
+            .iter()
+            .map(|st| (st, &self.tenant_set, "tenant"));
+        let mut seen = std::collections::BTreeSet::new();
+        for (st, set, name) in shared.chain(tenants) {
+            if st.state.is_refused() {
+                continue;
+            }
+            for v in &st.pending {
+                if let Some(i) = set.index_of(*v)
+                    && seen.insert((name, *v))
+                {
+                    set.migrations[i].check_transaction_control(down)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `goal` to every schema of a plan and, for a rollback, checks
     /// that every version to undo has a `.down.sql`.
     fn aim(&self, plan: &mut StatusReport, goal: Goal) -> Result<()> {
@@ -593,6 +626,7 @@ impl Engine {
         for st in &mut plan.tenants {
             goal.apply(st, &self.tenant_set);
         }
+        self.refuse_transaction_control(plan)?;
         if !goal.is_revert() {
             return Ok(());
         }

@@ -1318,8 +1318,10 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
             let sql = std::fs::read_to_string(f).map_err(|e| Error::Usage {
                 message: format!("cannot read {}: {e}", f.display()),
             })?;
+            // As when a folder is read: a byte-order mark is not SQL.
+            let sql = sql.strip_prefix('\u{feff}').unwrap_or(&sql);
             let no_tx = sql.starts_with(tenantmig::migration::NO_TX_MARKER);
-            findings.extend(lint::lint_sql(f, &sql, no_tx));
+            findings.extend(lint::lint_sql(f, sql, no_tx));
         }
         checked = a.files.len();
     } else if a.all {
@@ -1332,7 +1334,8 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
     } else {
         let selection = Selection::all();
         let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
-        let plan = engine.plan(&selection).await?;
+        // The status, not the plan: a plan refuses files lint should report.
+        let plan = engine.status(&selection).await?;
         let ms = engine.pending_migrations(&plan);
         checked = ms.len();
         findings = lint::lint_migrations(ms);

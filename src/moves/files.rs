@@ -172,6 +172,12 @@ pub fn load(dir: &Path, tenant: bool) -> Result<Vec<DataMove>> {
                 "data-move files always run in a transaction (with their checkpoint); remove -- no-transaction".into(),
             ));
         }
+        if let Some(tc) = crate::migration::transaction_control(&m.sql) {
+            return Err(bad(format!(
+                "line {}: {}: a data-move file runs in one transaction with its checkpoint, which this would end or split; remove it",
+                tc.line, tc.keyword
+            )));
+        }
         let expect = parse_expect(&m.sql).ok_or_else(|| {
             bad("the file has no `-- expect-rows: <query>` line in its leading comments; add one returning the number of rows the file writes (e.g. `-- expect-rows: SELECT count(*) FROM {source_schema}.workflows`), or `-- expect-rows: none` to skip the check".into())
         })?;
