@@ -234,6 +234,11 @@ mod tests {
             out,
             "INSERT INTO \"app_v2\".w SELECT '4''2', 't 1', '{\"a\": 1}', '{x}' FROM \"t 1\".w"
         );
+        let out = render("SELECT {tenant_id}", &vars(Some("t 1"), Some(r"a\'b"))).unwrap();
+        assert_eq!(
+            out, r"SELECT E'a\\''b'",
+            "readable whatever standard_conforming_strings"
+        );
     }
 
     #[test]
