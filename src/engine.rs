@@ -460,6 +460,17 @@ impl Engine {
     /// The migrations a plan would apply, each once: the shared schema's,
     /// then every version some tenant lacks, in version order.
     pub fn pending_migrations<'a>(&'a self, plan: &StatusReport) -> Vec<&'a Migration> {
+        let (mut shared, tenant) = self.pending_by_set(plan);
+        shared.extend(tenant);
+        shared
+    }
+
+    /// As [`Engine::pending_migrations`], the shared set's and the tenant
+    /// set's apart (lint rules differ between them).
+    pub fn pending_by_set<'a>(
+        &'a self,
+        plan: &StatusReport,
+    ) -> (Vec<&'a Migration>, Vec<&'a Migration>) {
         let mut tenant: std::collections::BTreeSet<i64> = Default::default();
         for t in &plan.tenants {
             if !t.state.is_refused() {
@@ -481,7 +492,7 @@ impl Engine {
                 .index_of(v)
                 .map(|i| &self.tenant_set.migrations[i])
         });
-        shared.chain(tenant).collect()
+        (shared.collect(), tenant.collect())
     }
 
     /// Lints what a plan is about to apply, as the `lint` setting says:
@@ -496,6 +507,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Lints the migrations a plan would apply: the shared ones as shared
+    /// migrations, the tenant ones as tenant migrations.
+    #[cfg(feature = "lint")]
+    pub fn lint_pending(&self, plan: &StatusReport) -> Vec<crate::lint::Finding> {
+        use crate::lint::{Scope, lint_migrations};
+        let (shared, tenant) = self.pending_by_set(plan);
+        let mut findings = lint_migrations(shared, Scope::Shared);
+        findings.extend(lint_migrations(
+            tenant,
+            Scope::Tenant {
+                shared_schema: &self.settings.shared_schema,
+            },
+        ));
+        findings
+    }
+
     #[cfg(feature = "lint")]
     fn lint_plan(&self, plan: &StatusReport) -> Result<()> {
         use crate::config::LintPolicy;
@@ -503,7 +530,7 @@ impl Engine {
         if policy == LintPolicy::Off || plan.goal.is_revert() || plan.goal.is_stamp() {
             return Ok(());
         }
-        let findings = crate::lint::lint_migrations(self.pending_migrations(plan));
+        let findings = self.lint_pending(plan);
         if findings.is_empty() {
             return Ok(());
         }

@@ -387,6 +387,9 @@ struct LintArgs {
     /// Check every migration of both sets, without connecting to the database.
     #[arg(long)]
     all: bool,
+    /// Lint the FILEs as migrations of this set [default: shared for a file in the shared folder, else tenant].
+    #[arg(long, value_enum, requires = "files")]
+    set: Option<ApplySet>,
     /// Also fail (exit 1) on warnings, not only on errors.
     #[arg(long, value_enum, value_name = "WHAT")]
     deny: Option<DenyLevel>,
@@ -1314,6 +1317,11 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
     let mut findings = Vec::new();
     let checked;
     if !a.files.is_empty() {
+        let s = settings(g)?;
+        let tenant_scope = lint::Scope::Tenant {
+            shared_schema: &s.shared_schema,
+        };
+        let shared_dir = s.shared_migrations.canonicalize().ok();
         for f in &a.files {
             let sql = std::fs::read_to_string(f).map_err(|e| Error::Usage {
                 message: format!("cannot read {}: {e}", f.display()),
@@ -1321,7 +1329,19 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
             // As when a folder is read: a byte-order mark is not SQL.
             let sql = sql.strip_prefix('\u{feff}').unwrap_or(&sql);
             let no_tx = sql.starts_with(tenantmig::migration::NO_TX_MARKER);
-            findings.extend(lint::lint_sql(f, sql, no_tx));
+            // --set, else the folder the file is in: only a file of the
+            // shared folder is linted as a shared migration.
+            let in_shared = || {
+                let file = f.canonicalize().ok();
+                matches!((&file, &shared_dir), (Some(f), Some(d)) if f.starts_with(d))
+            };
+            let scope = match a.set {
+                Some(ApplySet::Shared) => lint::Scope::Shared,
+                Some(ApplySet::Tenant) => tenant_scope,
+                None if in_shared() => lint::Scope::Shared,
+                None => tenant_scope,
+            };
+            findings.extend(lint::lint_sql(f, sql, no_tx, scope));
         }
         checked = a.files.len();
     } else if a.all {
@@ -1330,15 +1350,20 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
         let shared = tenantmig::MigrationSet::load(&s.shared_migrations)?;
         let tenant = tenantmig::MigrationSet::load(&s.tenant_migrations)?;
         checked = shared.len() + tenant.len();
-        findings = lint::lint_migrations(shared.migrations.iter().chain(&tenant.migrations));
+        findings = lint::lint_migrations(&shared.migrations, lint::Scope::Shared);
+        findings.extend(lint::lint_migrations(
+            &tenant.migrations,
+            lint::Scope::Tenant {
+                shared_schema: &s.shared_schema,
+            },
+        ));
     } else {
         let selection = Selection::all();
         let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
         // The status, not the plan: a plan refuses files lint should report.
         let plan = engine.status(&selection).await?;
-        let ms = engine.pending_migrations(&plan);
-        checked = ms.len();
-        findings = lint::lint_migrations(ms);
+        checked = engine.pending_migrations(&plan).len();
+        findings = engine.lint_pending(&plan);
     }
     let errors = findings
         .iter()

@@ -250,3 +250,51 @@ async fn an_empty_tenant_query_is_refused_not_read_as_the_registry(pool: PgPool)
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("tenants.query is empty"), "{err}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_tenant_migration_reaching_beyond_its_schema_is_warned_about_or_refused_under_deny(
+    pool: PgPool,
+) {
+    let url = url_of(&pool);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = folder(&[(
+        "0001_a.sql",
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE SCHEMA audit; CREATE TABLE audit.events (kind text);",
+    )]);
+    let tenant = folder(&[
+        (
+            "0001_t.sql",
+            "CREATE TABLE t (id int, a_id int REFERENCES public.a (id));",
+        ),
+        (
+            "0002_audit.sql",
+            "INSERT INTO audit.events VALUES ('migrated');\nALTER TABLE public.a ADD COLUMN IF NOT EXISTS note text;\nSET LOCAL search_path = audit;\n",
+        ),
+    ]);
+    let bin = || cli_sets(&url, dir.path(), shared.path(), tenant.path());
+    let (code, _, err) = run(bin()
+        .env("TENANTMIG_LINT", "deny")
+        .args(["migrate", "--tenant", "t_01"]));
+    assert_eq!(code, Some(2), "{err}");
+    for rule in [
+        "other-schema-reference",
+        "shared-schema-change",
+        "search-path-change",
+    ] {
+        assert!(
+            err.contains("0002_audit.sql") && err.contains(rule),
+            "{rule}: {err}"
+        );
+    }
+    assert!(
+        !err.contains("0001_t.sql"),
+        "a reference to the shared schema is fine: {err}"
+    );
+    assert_untouched(&pool).await;
+    let (code, _, err) = run(bin().args(["migrate", "--tenant", "t_01"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: lint:") && err.contains("[other-schema-reference] audit.events"),
+        "{err}"
+    );
+}
