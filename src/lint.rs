@@ -922,10 +922,7 @@ fn qualified_names(node: &N, tree: &serde_json::Value) -> Vec<Qualified> {
             }
             ("DropStmt", "objects", Value::Array(items)) => {
                 for item in items {
-                    match item
-                        .pointer("/node/List/items")
-                        .and_then(|l| string_list(l))
-                    {
+                    match item.pointer("/node/List/items").and_then(string_list) {
                         Some(parts) if parts.len() >= drop_parts => out.push(Qualified {
                             schema: parts[parts.len() - drop_parts].clone(),
                             what: parts.join("."),

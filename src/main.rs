@@ -68,7 +68,7 @@ enum Command {
     Rollback(RollbackArgs),
     /// Record migrations up to VERSION as applied without running them, to adopt schemas built by another tool.
     Stamp(StampArgs),
-    /// Check migrations for statements that fail or lock on tables with rows, with PostgreSQL's own parser: the pending ones, every one (--all) or the files named.
+    /// Check migrations for statements that fail or lock on tables with rows, or reach beyond a tenant's schema, with PostgreSQL's own parser: the pending ones, every one (--all) or the files named.
     Lint(LintArgs),
     /// Drift check: compare every tenant's real structure (from the catalogs) with a reference; exit 1 on any difference.
     Verify(VerifyArgs),
