@@ -535,7 +535,16 @@ fn split_migrate_to(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(split_migrate_to(std::env::args_os().collect()));
+    let cli = match Cli::try_parse_from(split_migrate_to(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        // A usage error may quote an argument, e.g. a URL given without
+        // --database-url: its password is masked like any other message.
+        Err(e) if e.use_stderr() => {
+            eprint!("{}", tenantmig::mask::mask_secrets(&e.render().to_string()));
+            return ExitCode::from(e.exit_code() as u8);
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

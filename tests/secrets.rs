@@ -107,6 +107,12 @@ async fn no_password_reaches_any_output_or_ledger_row(pool: PgPool) {
     assert!(out.contains("password=***"), "{out}");
     assert_no_secret("a configuration error from DATABASE_URL", &out);
 
+    // A usage error quoting the URL (given without --database-url).
+    let (code, out) = run(bin().args(["migrate", &secret_url]));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("postgres:***@"), "{out}");
+    assert_no_secret("a usage error", &out);
+
     // Every ledger row, whole, as text (the old row included: only what
     // tenantmig wrote is its business, so that one is left out).
     let rows: Vec<String> = sqlx::query_scalar(
