@@ -412,7 +412,7 @@ impl Settings {
         let origin = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
-        let mut settings: Settings = builder
+        let settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| Error::Config {
@@ -420,13 +420,6 @@ impl Settings {
                     "{e} (from {origin} or TENANTMIG_* variables; see the configuration reference in the README)"
                 ),
             })?;
-        // An empty value switches a source off (e.g. TENANTMIG_TENANTS__QUERY=
-        // to fall back from a file's query to the registry).
-        for v in [&mut settings.tenants.query, &mut settings.tenants.pattern] {
-            if v.as_deref().is_some_and(|q| q.trim().is_empty()) {
-                *v = None;
-            }
-        }
         settings.validate()?;
         Ok(settings)
     }
@@ -461,6 +454,38 @@ impl Settings {
             return Err(Error::Config {
                 message: "key jobs: must be at least 1".into(),
             });
+        }
+        // An empty value is refused rather than read as "no source": it is
+        // far more often a variable set to nothing by mistake than a wish
+        // for the registry, and the registry would then migrate other
+        // tenants than intended.
+        for (key, var, value) in [
+            (
+                "tenants.query",
+                "TENANTMIG_TENANTS__QUERY",
+                &self.tenants.query,
+            ),
+            (
+                "tenants.pattern",
+                "TENANTMIG_TENANTS__PATTERN",
+                &self.tenants.pattern,
+            ),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.trim().trim_end_matches(';').trim().is_empty())
+            {
+                return Err(Error::Config {
+                    message: format!(
+                        "key {key} is empty; unset it (remove it from the file, or unset {var}) to use the tenant registry, or give a {}",
+                        if key == "tenants.query" {
+                            "query returning the tenant schema names in its first column"
+                        } else {
+                            "LIKE pattern over schema names"
+                        }
+                    ),
+                });
+            }
         }
         if self.tenants.query.is_some() && self.tenants.pattern.is_some() {
             return Err(Error::Config {
@@ -502,24 +527,7 @@ impl Settings {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
-pub fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => {
-            // Not parseable: hide everything between "://" and "@".
-            match (url.find("://"), url.rfind('@')) {
-                (Some(a), Some(b)) if b > a => format!("{}***{}", &url[..a + 3], &url[b..]),
-                _ => url.to_string(),
-            }
-        }
-    }
-}
+pub use crate::mask::mask_url;
 
 #[cfg(test)]
 mod tests {
@@ -567,6 +575,26 @@ mod tests {
         assert_eq!(s.database_url.as_deref(), Some("postgres://ours/db"));
         assert_eq!(s.lock_timeout, Duration::from_millis(250));
         assert_eq!(s.tenants.pattern.as_deref(), Some("x_%"));
+    }
+
+    #[test]
+    fn an_empty_tenant_query_or_pattern_is_refused_not_read_as_no_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(&dir, "");
+        for (k, v) in [
+            ("TENANTMIG_TENANTS__QUERY", ""),
+            ("TENANTMIG_TENANTS__QUERY", "  ;"),
+            ("TENANTMIG_TENANTS__PATTERN", ""),
+        ] {
+            let err = Settings::load_from(Some(&empty), env(&[(k, v)])).unwrap_err();
+            assert!(
+                err.to_string().contains("is empty; unset it") && err.to_string().contains(k),
+                "{k}={v:?}: {err}"
+            );
+        }
+        let f = write(&dir, "[tenants]\nquery = \"\"\n");
+        let err = Settings::load_from(Some(&f), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("tenants.query is empty"), "{err}");
     }
 
     #[test]

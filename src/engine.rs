@@ -507,6 +507,17 @@ impl Engine {
     /// The migrations a plan would apply, each once: the shared schema's,
     /// then every version some tenant lacks, in version order.
     pub fn pending_migrations<'a>(&'a self, plan: &StatusReport) -> Vec<&'a Migration> {
+        let (mut shared, tenant) = self.pending_by_set(plan);
+        shared.extend(tenant);
+        shared
+    }
+
+    /// As [`Engine::pending_migrations`], the shared set's and the tenant
+    /// set's apart (lint rules differ between them).
+    pub fn pending_by_set<'a>(
+        &'a self,
+        plan: &StatusReport,
+    ) -> (Vec<&'a Migration>, Vec<&'a Migration>) {
         let mut tenant: std::collections::BTreeSet<i64> = Default::default();
         for t in &plan.tenants {
             if !t.state.is_refused() {
@@ -528,7 +539,7 @@ impl Engine {
                 .index_of(v)
                 .map(|i| &self.tenant_set.migrations[i])
         });
-        shared.chain(tenant).collect()
+        (shared.collect(), tenant.collect())
     }
 
     /// Lints what a plan is about to apply, as the `lint` setting says:
@@ -543,6 +554,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Lints the migrations a plan would apply: the shared ones as shared
+    /// migrations, the tenant ones as tenant migrations.
+    #[cfg(feature = "lint")]
+    pub fn lint_pending(&self, plan: &StatusReport) -> Vec<crate::lint::Finding> {
+        use crate::lint::{Scope, lint_migrations};
+        let (shared, tenant) = self.pending_by_set(plan);
+        let mut findings = lint_migrations(shared, Scope::Shared);
+        findings.extend(lint_migrations(
+            tenant,
+            Scope::Tenant {
+                shared_schema: &self.settings.shared_schema,
+            },
+        ));
+        findings
+    }
+
     #[cfg(feature = "lint")]
     fn lint_plan(&self, plan: &StatusReport) -> Result<()> {
         use crate::config::LintPolicy;
@@ -550,7 +577,7 @@ impl Engine {
         if policy == LintPolicy::Off || plan.goal.is_revert() || plan.goal.is_stamp() {
             return Ok(());
         }
-        let findings = crate::lint::lint_migrations(self.pending_migrations(plan));
+        let findings = self.lint_pending(plan);
         if findings.is_empty() {
             return Ok(());
         }
@@ -630,6 +657,39 @@ impl Engine {
         })
     }
 
+    /// Refuses a plan that would run a transactional file holding `COMMIT`,
+    /// `BEGIN` and the like ([`Migration::check_transaction_control`]):
+    /// the up files to apply, or the `.down.sql` files of a rollback. A stamp
+    /// runs no SQL.
+    fn refuse_transaction_control(&self, plan: &StatusReport) -> Result<()> {
+        if plan.goal.is_stamp() {
+            return Ok(());
+        }
+        let down = plan.goal.is_revert();
+        let shared = plan
+            .shared
+            .iter()
+            .map(|st| (st, &self.shared_set, "shared"));
+        let tenants = plan
+            .tenants
+            .iter()
+            .map(|st| (st, &self.tenant_set, "tenant"));
+        let mut seen = std::collections::BTreeSet::new();
+        for (st, set, name) in shared.chain(tenants) {
+            if st.state.is_refused() {
+                continue;
+            }
+            for v in &st.pending {
+                if let Some(i) = set.index_of(*v)
+                    && seen.insert((name, *v))
+                {
+                    set.migrations[i].check_transaction_control(down)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `goal` to every schema of a plan and, for a rollback, checks
     /// that every version to undo has a `.down.sql`.
     fn aim(&self, plan: &mut StatusReport, goal: Goal) -> Result<()> {
@@ -640,6 +700,7 @@ impl Engine {
         for st in &mut plan.tenants {
             goal.apply(st, &self.tenant_set);
         }
+        self.refuse_transaction_control(plan)?;
         if !goal.is_revert() {
             return Ok(());
         }

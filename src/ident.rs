@@ -1,8 +1,9 @@
-//! Schema names: validation and quoting.
+//! Schema names: validation and quoting; string literals: quoting.
 //!
 //! Every identifier that reaches SQL goes through [`quote_ident`], and every
 //! name that comes from outside (configuration, command line, tenant query)
-//! goes through [`validate_schema_name`] first.
+//! goes through [`validate_schema_name`] first. Every string literal
+//! tenantmig writes into SQL text goes through [`quote_literal`].
 
 use std::fmt;
 
@@ -72,6 +73,35 @@ pub fn quote_ident(name: &str) -> String {
     out
 }
 
+/// Quotes a string literal for SQL so that it means the same text whatever
+/// the session's `standard_conforming_strings`: single quotes are doubled,
+/// and a text with a backslash is written as an escape string (`E'...'`)
+/// with each backslash doubled, as PostgreSQL's own `quote_literal` does.
+///
+/// A plain `'...'` literal with a backslash changes meaning when
+/// `standard_conforming_strings` is off (the backslash escapes what follows,
+/// so `'a\'` even swallows its closing quote); an escape string reads the
+/// same either way, so what tenantmig renders does not depend on the
+/// setting. Definitions the server renders (`pg_get_constraintdef` and the
+/// like, replayed by a copy) do follow it, which is why every session
+/// tenantmig opens also sets `standard_conforming_strings = on` (see
+/// `db::connect`).
+pub fn quote_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 3);
+    if text.contains('\\') {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
 /// `"schema"."table"`, both parts quoted.
 pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
@@ -109,6 +139,15 @@ impl fmt::Display for SchemaName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_double_quotes_and_escape_backslashes_in_an_escape_string() {
+        assert_eq!(quote_literal("plain"), "'plain'");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"C:\dir\'x'"), r"E'C:\\dir\\''x'''");
+        assert_eq!(quote_literal(r"ends with \"), r"E'ends with \\'");
+        assert_eq!(quote_literal(""), "''");
+    }
 
     #[test]
     fn ordinary_tenant_names_are_accepted() {

@@ -333,7 +333,9 @@ impl Ledger {
         });
         let run_id: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(command)
-            .bind(serde_json::json!(args))
+            // The command line may hold a connection string: its password
+            // is masked before it is stored.
+            .bind(serde_json::json!(crate::mask::mask_args(args)))
             .bind(host)
             .bind(std::process::id() as i32)
             .bind(running_for.as_secs_f64())
@@ -456,7 +458,8 @@ fn summary(r: &sqlx::postgres::PgRow) -> Result<RunSummary, sqlx::Error> {
     Ok(RunSummary {
         id: r.try_get("id")?,
         command: r.try_get("command")?,
-        args: r.try_get("args")?,
+        // Masked again on reading: rows written before masking existed.
+        args: crate::mask::mask_json(&r.try_get("args")?),
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         outcome: r.try_get("outcome")?,
@@ -583,7 +586,9 @@ pub async fn show_run(
                 },
                 from_version: r.try_get(3)?,
                 to_version: r.try_get(4)?,
-                error: r.try_get(5)?,
+                error: r
+                    .try_get::<Option<String>, _>(5)?
+                    .map(|e| crate::mask::mask_secrets(&e)),
                 failed_version: r.try_get(6)?,
                 failed_statement: r.try_get(7)?,
                 duration_ms: r.try_get(8)?,

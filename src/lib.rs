@@ -28,6 +28,7 @@
 //! - [`state`]: a schema's state from its history rows (a pure function).
 //! - [`config`]: settings from `tenantmig.toml`, `TENANTMIG_*` and flags.
 //! - [`ident`]: schema name validation and quoting.
+//! - [`mask`]: passwords masked in every message, log line and ledger row.
 //! - `db`: every SQL statement about schemas, history tables and locks.
 //! - [`tenants`]: tenant sources (query, pattern, registry, command line).
 //! - [`ledger`]: the control schema, run ledger and registry.
@@ -55,6 +56,7 @@ pub mod ledger;
 pub mod lifecycle;
 #[cfg(feature = "lint")]
 pub mod lint;
+pub mod mask;
 pub mod migration;
 pub mod moves;
 pub mod output;

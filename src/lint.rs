@@ -36,7 +36,7 @@ use pg_query::protobuf::node::Node as N;
 use pg_query::protobuf::{
     AlterTableCmd, AlterTableStmt, AlterTableType, ColumnDef, ConstrType, Constraint, DropStmt,
     IndexStmt, Node, ObjectType, RangeVar, ReindexObjectType, ReindexStmt, RenameStmt,
-    TransactionStmt, TransactionStmtKind,
+    TransactionStmt, TransactionStmtKind, VariableSetKind,
 };
 use serde::Serialize;
 
@@ -104,6 +104,24 @@ pub enum Rule {
     /// `BEGIN`, `COMMIT`, `ROLLBACK` or `PREPARE TRANSACTION` in a migration,
     /// whose transaction tenantmig manages itself.
     TransactionControl,
+    /// `SET search_path` (also `SET LOCAL`, `RESET`, `set_config`) in a
+    /// tenant migration: the names after it no longer resolve in the
+    /// tenant's own schema first.
+    SearchPathChange,
+    /// `DROP SCHEMA` in a tenant migration.
+    DropSchema,
+    /// `TRUNCATE` of an existing table in a tenant migration.
+    Truncate,
+    /// A name qualified with a schema other than the shared schema and
+    /// PostgreSQL's own (`pg_catalog`, `information_schema`, `pg_temp`) in a
+    /// tenant migration, or `CREATE SCHEMA`: the object is the same for
+    /// every tenant.
+    OtherSchemaReference,
+    /// A tenant migration that changes an object of the shared schema
+    /// (creates, alters, drops, grants on or writes to a name qualified with
+    /// it): it runs once per tenant. Reading or referencing a shared object
+    /// is not flagged.
+    SharedSchemaChange,
 }
 
 impl Rule {
@@ -121,6 +139,11 @@ impl Rule {
         Rule::RenameColumn,
         Rule::NoTransactionMultipleStatements,
         Rule::TransactionControl,
+        Rule::SearchPathChange,
+        Rule::DropSchema,
+        Rule::Truncate,
+        Rule::OtherSchemaReference,
+        Rule::SharedSchemaChange,
     ];
 
     /// The rule's code, as shown in brackets and serialized (kebab-case).
@@ -138,6 +161,11 @@ impl Rule {
             Rule::RenameColumn => "rename-column",
             Rule::NoTransactionMultipleStatements => "no-transaction-multiple-statements",
             Rule::TransactionControl => "transaction-control",
+            Rule::SearchPathChange => "search-path-change",
+            Rule::DropSchema => "drop-schema",
+            Rule::Truncate => "truncate",
+            Rule::OtherSchemaReference => "other-schema-reference",
+            Rule::SharedSchemaChange => "shared-schema-change",
         }
     }
 
@@ -152,7 +180,8 @@ impl Rule {
             Rule::ParseError
             | Rule::ConcurrentlyInTransaction
             | Rule::AddColumnNotNullWithoutDefault
-            | Rule::TransactionControl => Severity::Error,
+            | Rule::TransactionControl
+            | Rule::DropSchema => Severity::Error,
             Rule::IndexNotConcurrent
             | Rule::ColumnTypeChange
             | Rule::ConstraintWithoutNotValid
@@ -160,7 +189,11 @@ impl Rule {
             | Rule::DropColumn
             | Rule::RenameTable
             | Rule::RenameColumn
-            | Rule::NoTransactionMultipleStatements => Severity::Warning,
+            | Rule::NoTransactionMultipleStatements
+            | Rule::SearchPathChange
+            | Rule::Truncate
+            | Rule::OtherSchemaReference
+            | Rule::SharedSchemaChange => Severity::Warning,
         }
     }
 
@@ -202,6 +235,21 @@ impl Rule {
             }
             Rule::TransactionControl => {
                 "remove BEGIN/COMMIT/ROLLBACK: each migration already runs in one transaction with its history row, or, with `-- no-transaction` as its first line, outside any"
+            }
+            Rule::SearchPathChange => {
+                "leave search_path alone (unqualified names already resolve in the tenant's schema, then the shared schema); to pin a function's own, give the function a SET search_path clause (CREATE FUNCTION ... SET search_path = pg_catalog)"
+            }
+            Rule::DropSchema => {
+                "drop schemas with `tenantmig drop-schema` or `tenantmig tenant remove`, which show what goes and ask for --yes, never from a tenant migration"
+            }
+            Rule::Truncate => {
+                "DELETE only the rows that must go (WHERE ...), in batches on large tables, or stop using the data first and drop the table in a later release"
+            }
+            Rule::OtherSchemaReference => {
+                "leave names unqualified so they resolve in the tenant's own schema; keep what all tenants share in the shared schema and change it from a shared migration"
+            }
+            Rule::SharedSchemaChange => {
+                "change shared objects from a shared migration, which runs once and before the tenants; a tenant migration may still read or reference them"
             }
         }
     }
@@ -268,16 +316,34 @@ impl fmt::Display for Finding {
     }
 }
 
+/// Where a migration runs, which decides the rules about its reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// A shared migration: runs once, in the shared schema.
+    Shared,
+    /// A tenant migration: runs once in every tenant schema, so whatever it
+    /// does outside the tenant's own schema happens once per tenant. The
+    /// rules [`Rule::SearchPathChange`], [`Rule::DropSchema`],
+    /// [`Rule::Truncate`], [`Rule::OtherSchemaReference`] and
+    /// [`Rule::SharedSchemaChange`] apply only here.
+    Tenant {
+        /// The shared schema's name (`public` by default): references to it
+        /// are fine, changes to it are flagged.
+        shared_schema: &'a str,
+    },
+}
+
 /// Lints one migration's SQL. `no_tx` is true when the file starts with
-/// `-- no-transaction` ([`crate::migration::NO_TX_MARKER`]); `file` is only
-/// used in the findings.
+/// `-- no-transaction` ([`crate::migration::NO_TX_MARKER`]); `scope` says
+/// whether it is a tenant or a shared migration; `file` is only used in the
+/// findings.
 ///
 /// Findings come in line order. SQL that PostgreSQL's parser rejects gives
 /// exactly one [`Rule::ParseError`] finding whose message is the parser's;
 /// its line is that of the offending token when the statement that fails can
 /// be found and the token occurs only once in it, else the line where that
 /// statement starts, else 1.
-pub fn lint_sql(file: &Path, sql: &str, no_tx: bool) -> Vec<Finding> {
+pub fn lint_sql(file: &Path, sql: &str, no_tx: bool, scope: Scope) -> Vec<Finding> {
     let parsed = match pg_query::parse(sql) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -292,6 +358,7 @@ pub fn lint_sql(file: &Path, sql: &str, no_tx: bool) -> Vec<Finding> {
     let mut linter = Linter {
         file,
         no_tx,
+        scope,
         created: Vec::new(),
         findings: Vec::new(),
     };
@@ -318,11 +385,14 @@ pub fn lint_sql(file: &Path, sql: &str, no_tx: bool) -> Vec<Finding> {
     findings
 }
 
-/// Lints the up SQL of each migration (see [`lint_sql`]); the findings of one
-/// migration follow those of the one before.
-pub fn lint_migrations<'a>(ms: impl IntoIterator<Item = &'a Migration>) -> Vec<Finding> {
+/// Lints the up SQL of each migration of one set (see [`lint_sql`]); the
+/// findings of one migration follow those of the one before.
+pub fn lint_migrations<'a>(
+    ms: impl IntoIterator<Item = &'a Migration>,
+    scope: Scope,
+) -> Vec<Finding> {
     ms.into_iter()
-        .flat_map(|m| lint_sql(&m.path, &m.sql, m.no_tx))
+        .flat_map(|m| lint_sql(&m.path, &m.sql, m.no_tx, scope))
         .collect()
 }
 
@@ -337,6 +407,7 @@ struct Created {
 struct Linter<'a> {
     file: &'a Path,
     no_tx: bool,
+    scope: Scope<'a>,
     created: Vec<Created>,
     findings: Vec<Finding>,
 }
@@ -376,6 +447,108 @@ impl Linter<'_> {
             N::RenameStmt(r) => self.rename(r, line),
             N::TransactionStmt(t) => self.transaction(t, line),
             _ => {}
+        }
+        if let Scope::Tenant { shared_schema } = self.scope {
+            self.tenant_reach(node, line, shared_schema);
+        }
+    }
+
+    /// The rules about a tenant migration's reach beyond its own schema.
+    fn tenant_reach(&mut self, node: &N, line: usize, shared_schema: &str) {
+        match node {
+            N::VariableSetStmt(v)
+                if v.name.eq_ignore_ascii_case("search_path")
+                    || v.kind() == VariableSetKind::VarResetAll =>
+            {
+                let what = match v.kind() {
+                    VariableSetKind::VarReset => "RESET search_path".to_string(),
+                    VariableSetKind::VarResetAll => "RESET ALL".to_string(),
+                    _ if v.is_local => "SET LOCAL search_path".to_string(),
+                    _ => "SET search_path".to_string(),
+                };
+                self.push(line, Rule::SearchPathChange, search_path_message(&what));
+            }
+            N::DropStmt(d) if d.remove_type() == ObjectType::ObjectSchema => {
+                let names = d.objects.iter().map(object_name).collect::<Vec<_>>();
+                self.push(
+                    line,
+                    Rule::DropSchema,
+                    format!(
+                        "DROP SCHEMA {} in a tenant migration (it runs once per tenant: the first tenant drops a schema every tenant shares, or a tenant drops its own schema with everything in it)",
+                        names.join(", ")
+                    ),
+                );
+            }
+            N::TruncateStmt(t) => {
+                let tables: Vec<String> = t
+                    .relations
+                    .iter()
+                    .filter_map(|r| match &r.node {
+                        Some(N::RangeVar(rv)) if !self.is_new(&rv.schemaname, &rv.relname) => {
+                            Some(rel_name(Some(rv)))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !tables.is_empty() {
+                    self.push(
+                        line,
+                        Rule::Truncate,
+                        format!(
+                            "TRUNCATE {} in a tenant migration (empties the table in every tenant schema under an ACCESS EXCLUSIVE lock; the rows cannot be brought back)",
+                            tables.join(", ")
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        let Ok(tree) = serde_json::to_value(node) else {
+            return;
+        };
+        if calls_set_config_search_path(&tree) {
+            self.push(
+                line,
+                Rule::SearchPathChange,
+                search_path_message("set_config('search_path', ...)"),
+            );
+        }
+        let mut other = Vec::new();
+        let mut shared = Vec::new();
+        for q in qualified_names(node, &tree) {
+            let list = if q.schema == shared_schema {
+                if !q.target {
+                    continue;
+                }
+                &mut shared
+            } else if is_system_schema(&q.schema) {
+                continue;
+            } else {
+                &mut other
+            };
+            if !list.contains(&q.what) {
+                list.push(q.what);
+            }
+        }
+        if !other.is_empty() {
+            self.push(
+                line,
+                Rule::OtherSchemaReference,
+                format!(
+                    "{} in a tenant migration (the same object for every tenant, reached once per tenant, not the tenant's own)",
+                    other.join(", ")
+                ),
+            );
+        }
+        if !shared.is_empty() {
+            self.push(
+                line,
+                Rule::SharedSchemaChange,
+                format!(
+                    "changes {} of the shared schema from a tenant migration (it runs once per tenant: the change is made as many times as there are tenants, and the second time fails or doubles it)",
+                    shared.join(", ")
+                ),
+            );
         }
     }
 
@@ -648,6 +821,199 @@ impl Linter<'_> {
     }
 }
 
+fn search_path_message(what: &str) -> String {
+    format!(
+        "{what} in a tenant migration (tenantmig sets search_path to the tenant's schema, then the shared schema; after this, unqualified names may resolve, and new objects land, outside the tenant's schema)"
+    )
+}
+
+/// PostgreSQL's own schemas, which a tenant migration may name.
+fn is_system_schema(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema") || schema.starts_with("pg_temp")
+}
+
+/// A schema-qualified name in a statement.
+struct Qualified {
+    /// The schema.
+    schema: String,
+    /// How to show it: `audit.events`, or `schema audit`.
+    what: String,
+    /// True when the statement creates, changes, drops, grants on or writes
+    /// to the object; false when it only reads or refers to it.
+    target: bool,
+}
+
+/// Keys of the parse tree whose value is a qualified name as a list of
+/// strings (a function, type, operator class or collation name...).
+const NAME_LISTS: [&str; 10] = [
+    "funcname",
+    "names",
+    "objname",
+    "defnames",
+    "type_name",
+    "domainname",
+    "collname",
+    "opclass",
+    "collation",
+    "typename",
+];
+
+/// Keys of a statement whose names are what the statement changes.
+const TARGETS: [&str; 15] = [
+    "relation",
+    "relations",
+    "view",
+    "sequence",
+    "typevar",
+    "into",
+    "objects",
+    "table",
+    "defnames",
+    "domainname",
+    "func",
+    "type_name",
+    "funcname",
+    "collname",
+    "object",
+];
+
+/// Every schema-qualified name of a statement (`tree` is the statement's
+/// parse tree as JSON), found by walking the whole tree, so no kind of
+/// statement or clause is missed: relations (`schemaname` of a range
+/// variable), and functions, types, operator classes and collations (a
+/// list of two or three strings). `CREATE SCHEMA x` and `SET SCHEMA x`
+/// count as names in schema `x`.
+fn qualified_names(node: &N, tree: &serde_json::Value) -> Vec<Qualified> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    let Some((kind, Value::Object(fields))) = tree.as_object().and_then(|o| o.iter().next()) else {
+        return out;
+    };
+    // A dropped trigger, rule or policy is `[schema.]table.name`.
+    let drop_parts = match node {
+        N::DropStmt(d)
+            if matches!(
+                d.remove_type(),
+                ObjectType::ObjectTrigger | ObjectType::ObjectRule | ObjectType::ObjectPolicy
+            ) =>
+        {
+            3
+        }
+        _ => 2,
+    };
+    for (key, value) in fields {
+        let target = match key.as_str() {
+            // A trigger's function is referred to, not changed.
+            "funcname" => kind == "CreateFunctionStmt",
+            // A column's type is an object; a type's own name is a list.
+            "type_name" => value.is_array(),
+            k => TARGETS.contains(&k),
+        };
+        match (kind.as_str(), key.as_str(), value) {
+            ("CreateSchemaStmt", "schemaname", Value::String(schema))
+            | (_, "newschema", Value::String(schema))
+                if !schema.is_empty() =>
+            {
+                out.push(Qualified {
+                    schema: schema.clone(),
+                    what: format!("schema {schema}"),
+                    target: true,
+                });
+            }
+            ("DropStmt", "objects", Value::Array(items)) => {
+                for item in items {
+                    match item.pointer("/node/List/items").and_then(string_list) {
+                        Some(parts) if parts.len() >= drop_parts => out.push(Qualified {
+                            schema: parts[parts.len() - drop_parts].clone(),
+                            what: parts.join("."),
+                            target: true,
+                        }),
+                        Some(_) => {}
+                        None => walk_names(key, item, true, &mut out),
+                    }
+                }
+            }
+            // A comment's object list is ambiguous (`table.column` or
+            // `schema.table`); its relation, if any, is enough.
+            ("CommentStmt", "object", _) => {}
+            _ => walk_names(key, value, target, &mut out),
+        }
+    }
+    out
+}
+
+fn walk_names(key: &str, value: &serde_json::Value, target: bool, out: &mut Vec<Qualified>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(o) => {
+            if let (Some(Value::String(schema)), Some(Value::String(rel))) =
+                (o.get("schemaname"), o.get("relname"))
+                && !schema.is_empty()
+            {
+                out.push(Qualified {
+                    schema: schema.clone(),
+                    what: format!("{schema}.{rel}"),
+                    target,
+                });
+            }
+            for (k, v) in o {
+                walk_names(k, v, target, out);
+            }
+        }
+        Value::Array(items) => {
+            if NAME_LISTS.contains(&key)
+                && let Some(parts) = string_list(value)
+                && parts.len() >= 2
+            {
+                out.push(Qualified {
+                    schema: parts[parts.len() - 2].clone(),
+                    what: parts.join("."),
+                    target,
+                });
+            }
+            for v in items {
+                walk_names(key, v, target, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The strings of a list of `String` nodes, or `None` for another list.
+fn string_list(list: &serde_json::Value) -> Option<Vec<String>> {
+    list.as_array()?
+        .iter()
+        .map(|n| {
+            n.pointer("/node/String/sval")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// True when the tree calls `set_config('search_path', ...)`.
+fn calls_set_config_search_path(tree: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match tree {
+        Value::Object(o) => {
+            if let Some(call) = o.get("FuncCall")
+                && call
+                    .get("funcname")
+                    .and_then(string_list)
+                    .is_some_and(|n| n.last().is_some_and(|f| f == "set_config"))
+                && call
+                    .pointer("/args/0")
+                    .is_some_and(|a| a.to_string().to_lowercase().contains("\"search_path\""))
+            {
+                return true;
+            }
+            o.values().any(calls_set_config_search_path)
+        }
+        Value::Array(items) => items.iter().any(calls_set_config_search_path),
+        _ => false,
+    }
+}
+
 /// A byte offset from the parser (never negative for statements).
 fn offset(location: i32) -> usize {
     usize::try_from(location).unwrap_or(0)
@@ -820,12 +1186,37 @@ mod tests {
 
     const FILE: &str = "tenant/0009_x.sql";
 
+    const TENANT: Scope = Scope::Tenant {
+        shared_schema: "public",
+    };
+
     fn lint(sql: &str) -> Vec<Finding> {
-        lint_sql(Path::new(FILE), sql, false)
+        lint_sql(Path::new(FILE), sql, false, Scope::Shared)
     }
 
     fn lint_no_tx(sql: &str) -> Vec<Finding> {
-        lint_sql(Path::new(FILE), sql, true)
+        lint_sql(Path::new(FILE), sql, true, Scope::Shared)
+    }
+
+    fn lint_tenant(sql: &str) -> Vec<Finding> {
+        lint_sql(Path::new(FILE), sql, false, TENANT)
+    }
+
+    /// The findings of the rules about a tenant migration's reach only.
+    fn reach(sql: &str) -> Vec<Finding> {
+        lint_tenant(sql)
+            .into_iter()
+            .filter(|f| {
+                matches!(
+                    f.rule,
+                    Rule::SearchPathChange
+                        | Rule::DropSchema
+                        | Rule::Truncate
+                        | Rule::OtherSchemaReference
+                        | Rule::SharedSchemaChange
+                )
+            })
+            .collect()
     }
 
     fn rules(findings: &[Finding]) -> Vec<Rule> {
@@ -1310,9 +1701,164 @@ mod tests {
         );
         b.path = PathBuf::from("tenant/0002_index.sql");
         b.down_sql = Some("BEGIN;".into());
-        let f = lint_migrations([&a, &b]);
+        let f = lint_migrations([&a, &b], TENANT);
         assert_eq!(rules(&f), [Rule::ConcurrentlyInTransaction]);
         assert_eq!(f[0].file, Path::new("tenant/0001_index.sql"));
+    }
+
+    // search-path-change, drop-schema, truncate, other-schema-reference,
+    // shared-schema-change: tenant migrations only
+
+    #[test]
+    fn changing_search_path_in_a_tenant_migration_is_flagged_but_a_functions_own_is_not() {
+        for sql in [
+            "SET search_path TO audit;",
+            "SET LOCAL search_path = public;",
+            "RESET search_path;",
+            "RESET ALL;",
+            "SELECT set_config('search_path', 'audit', true);",
+        ] {
+            let f = lint_tenant(sql);
+            assert_eq!(rules(&f), [Rule::SearchPathChange], "{sql}");
+            assert_eq!(f[0].severity, Severity::Warning);
+            assert_eq!(lint(sql), [], "a shared migration: {sql}");
+        }
+        let sql = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$ BEGIN RETURN NEW; END $$;\n\
+                   SET statement_timeout = '1min';";
+        assert_eq!(lint_tenant(sql), []);
+    }
+
+    #[test]
+    fn drop_schema_in_a_tenant_migration_is_an_error() {
+        let f = lint_tenant("DROP SCHEMA IF EXISTS legacy CASCADE;");
+        assert_eq!(rules(&f), [Rule::DropSchema]);
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(
+            f[0].message.starts_with("DROP SCHEMA legacy"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(lint("DROP SCHEMA legacy;"), []);
+    }
+
+    #[test]
+    fn truncate_of_an_existing_table_in_a_tenant_migration_is_flagged() {
+        let f = lint_tenant("TRUNCATE usage_events, api_keys RESTART IDENTITY;");
+        assert_eq!(rules(&f), [Rule::Truncate]);
+        assert!(
+            f[0].message.contains("usage_events, api_keys"),
+            "{}",
+            f[0].message
+        );
+        let sql = "CREATE TABLE scratch (id int);\nTRUNCATE scratch;";
+        assert_eq!(lint_tenant(sql), []);
+    }
+
+    #[test]
+    fn names_qualified_with_another_schema_are_flagged_wherever_they_are() {
+        for (sql, named) in [
+            (
+                "INSERT INTO audit.events (kind) VALUES ('x');",
+                "audit.events",
+            ),
+            (
+                "SELECT * FROM workflows w JOIN billing.accounts a ON a.id = w.account_id;",
+                "billing.accounts",
+            ),
+            (
+                "ALTER TABLE documents ADD COLUMN owner bigint REFERENCES crm.people (id);",
+                "crm.people",
+            ),
+            (
+                "CREATE INDEX ON documents USING gin (title extensions.gin_trgm_ops);",
+                "extensions.gin_trgm_ops",
+            ),
+            (
+                "ALTER TABLE documents ADD COLUMN uid uuid DEFAULT extensions.uuid_generate_v4();",
+                "extensions.uuid_generate_v4",
+            ),
+            (
+                "ALTER TABLE documents ADD COLUMN status shared_types.status;",
+                "shared_types.status",
+            ),
+            ("CREATE SCHEMA reporting;", "schema reporting"),
+            (
+                "ALTER TABLE documents SET SCHEMA archive;",
+                "schema archive",
+            ),
+            (
+                "DROP TRIGGER t ON archive.documents;",
+                "archive.documents.t",
+            ),
+            (
+                "CREATE FUNCTION util.f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+                "util.f",
+            ),
+        ] {
+            let f = reach(sql);
+            assert_eq!(rules(&f), [Rule::OtherSchemaReference], "{sql}");
+            assert!(f[0].message.contains(named), "{sql}: {}", f[0].message);
+            assert!(
+                lint(sql)
+                    .iter()
+                    .all(|f| f.rule != Rule::OtherSchemaReference),
+                "a shared migration: {sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn system_schemas_and_unqualified_names_are_not_flagged() {
+        let sql = "CREATE TABLE notes (id bigint, body text COLLATE pg_catalog.\"default\", at timestamptz DEFAULT pg_catalog.now());\n\
+                   SELECT count(*) FROM information_schema.tables;\n\
+                   CREATE TEMP TABLE t (id int);\nINSERT INTO pg_temp.t VALUES (1);\n\
+                   DROP TRIGGER notes_touch ON notes;\n\
+                   COMMENT ON COLUMN notes.body IS 'text';\n\
+                   SELECT extract(epoch FROM now()), 1::int, 'x'::varchar(3);";
+        assert_eq!(lint_tenant(sql), []);
+    }
+
+    #[test]
+    fn changing_the_shared_schema_is_flagged_but_reading_or_referencing_it_is_not() {
+        for (sql, named) in [
+            (
+                "ALTER TABLE public.plans ADD COLUMN seats int;",
+                "public.plans",
+            ),
+            (
+                "INSERT INTO public.plans (name) VALUES ('pro');",
+                "public.plans",
+            ),
+            (
+                "UPDATE public.organizations SET active = true;",
+                "public.organizations",
+            ),
+            (
+                "CREATE TABLE public.tenant_copies (id int);",
+                "public.tenant_copies",
+            ),
+            ("CREATE INDEX ON public.users (email);", "public.users"),
+            ("GRANT SELECT ON public.plans TO reporting;", "public.plans"),
+            (
+                "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+                "public.f",
+            ),
+            ("DROP TABLE IF EXISTS public.legacy;", "public.legacy"),
+        ] {
+            let f = reach(sql);
+            assert_eq!(rules(&f), [Rule::SharedSchemaChange], "{sql}");
+            assert!(f[0].message.contains(named), "{sql}: {}", f[0].message);
+        }
+        for sql in [
+            "CREATE TABLE subscriptions (id bigint, plan_id bigint REFERENCES public.plans (id));",
+            "INSERT INTO workflows (plan) SELECT name FROM public.plans;",
+            "CREATE VIEW my_plans AS SELECT * FROM public.plans;",
+            "ALTER TABLE documents ADD COLUMN kind public.doc_kind;",
+            "CREATE TRIGGER t BEFORE UPDATE ON documents FOR EACH ROW EXECUTE FUNCTION public.touch();",
+            "SELECT public.refresh_counts();",
+        ] {
+            assert_eq!(lint_tenant(sql), [], "{sql}");
+        }
     }
 
     #[test]
@@ -1326,7 +1872,7 @@ mod tests {
             for (name, want) in [("trigger.sql", Some(rule)), ("clean.sql", None)] {
                 let path = dir.join(name);
                 let sql = std::fs::read_to_string(&path).unwrap();
-                let f = lint_sql(&path, &sql, sql.starts_with(NO_TX_MARKER));
+                let f = lint_sql(&path, &sql, sql.starts_with(NO_TX_MARKER), TENANT);
                 match want {
                     Some(rule) => assert!(
                         !f.is_empty() && f.iter().all(|f| f.rule == rule),

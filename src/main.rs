@@ -68,7 +68,7 @@ enum Command {
     Rollback(RollbackArgs),
     /// Record migrations up to VERSION as applied without running them, to adopt schemas built by another tool.
     Stamp(StampArgs),
-    /// Check migrations for statements that fail or lock on tables with rows, with PostgreSQL's own parser: the pending ones, every one (--all) or the files named.
+    /// Check migrations for statements that fail or lock on tables with rows, or reach beyond a tenant's schema, with PostgreSQL's own parser: the pending ones, every one (--all) or the files named.
     Lint(LintArgs),
     /// Drift check: compare every tenant's real structure (from the catalogs) with a reference; exit 1 on any difference.
     Verify(VerifyArgs),
@@ -387,6 +387,9 @@ struct LintArgs {
     /// Check every migration of both sets, without connecting to the database.
     #[arg(long)]
     all: bool,
+    /// Lint the FILEs as migrations of this set [default: shared for a file in the shared folder, else tenant].
+    #[arg(long, value_enum, requires = "files")]
+    set: Option<ApplySet>,
     /// Also fail (exit 1) on warnings, not only on errors.
     #[arg(long, value_enum, value_name = "WHAT")]
     deny: Option<DenyLevel>,
@@ -532,7 +535,16 @@ fn split_migrate_to(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(split_migrate_to(std::env::args_os().collect()));
+    let cli = match Cli::try_parse_from(split_migrate_to(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        // A usage error may quote an argument, e.g. a URL given without
+        // --database-url: its password is masked like any other message.
+        Err(e) if e.use_stderr() => {
+            eprint!("{}", tenantmig::mask::mask_secrets(&e.render().to_string()));
+            return ExitCode::from(e.exit_code() as u8);
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -547,7 +559,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Tool(e)) => {
-            eprintln!("error: {e}");
+            // Masked again here: no message ever shows a password.
+            eprintln!("error: {}", tenantmig::mask::mask_secrets(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
         // A closed pipe (`tenantmig status | head`) is not an error.
@@ -649,8 +662,10 @@ fn sink(g: &Global) -> (Arc<dyn EventSink>, Option<Arc<HumanEvents>>) {
     }
 }
 
+/// The command line for the ledger, with the password of any connection
+/// string masked (the ledger masks again when it stores it).
 fn args_for_ledger() -> Vec<String> {
-    std::env::args().skip(1).collect()
+    tenantmig::mask::mask_args(&std::env::args().skip(1).collect::<Vec<_>>())
 }
 
 /// Resolves on the first Ctrl-C (SIGINT) or SIGTERM (what systemd and
@@ -1367,12 +1382,31 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
     let mut findings = Vec::new();
     let checked;
     if !a.files.is_empty() {
+        let s = settings(g)?;
+        let tenant_scope = lint::Scope::Tenant {
+            shared_schema: &s.shared_schema,
+        };
+        let shared_dir = s.shared_migrations.canonicalize().ok();
         for f in &a.files {
             let sql = std::fs::read_to_string(f).map_err(|e| Error::Usage {
                 message: format!("cannot read {}: {e}", f.display()),
             })?;
+            // As when a folder is read: a byte-order mark is not SQL.
+            let sql = sql.strip_prefix('\u{feff}').unwrap_or(&sql);
             let no_tx = sql.starts_with(tenantmig::migration::NO_TX_MARKER);
-            findings.extend(lint::lint_sql(f, &sql, no_tx));
+            // --set, else the folder the file is in: only a file of the
+            // shared folder is linted as a shared migration.
+            let in_shared = || {
+                let file = f.canonicalize().ok();
+                matches!((&file, &shared_dir), (Some(f), Some(d)) if f.starts_with(d))
+            };
+            let scope = match a.set {
+                Some(ApplySet::Shared) => lint::Scope::Shared,
+                Some(ApplySet::Tenant) => tenant_scope,
+                None if in_shared() => lint::Scope::Shared,
+                None => tenant_scope,
+            };
+            findings.extend(lint::lint_sql(f, sql, no_tx, scope));
         }
         checked = a.files.len();
     } else if a.all {
@@ -1381,14 +1415,20 @@ async fn lint_command(stdout: &mut dyn Write, g: &Global, a: &LintArgs) -> Resul
         let shared = tenantmig::MigrationSet::load(&s.shared_migrations)?;
         let tenant = tenantmig::MigrationSet::load(&s.tenant_migrations)?;
         checked = shared.len() + tenant.len();
-        findings = lint::lint_migrations(shared.migrations.iter().chain(&tenant.migrations));
+        findings = lint::lint_migrations(&shared.migrations, lint::Scope::Shared);
+        findings.extend(lint::lint_migrations(
+            &tenant.migrations,
+            lint::Scope::Tenant {
+                shared_schema: &s.shared_schema,
+            },
+        ));
     } else {
         let selection = Selection::all();
         let engine = Engine::new(settings(g)?, &selection, Arc::new(NoEvents))?;
-        let plan = engine.plan(&selection).await?;
-        let ms = engine.pending_migrations(&plan);
-        checked = ms.len();
-        findings = lint::lint_migrations(ms);
+        // The status, not the plan: a plan refuses files lint should report.
+        let plan = engine.status(&selection).await?;
+        checked = engine.pending_migrations(&plan).len();
+        findings = engine.lint_pending(&plan);
     }
     let errors = findings
         .iter()

@@ -44,10 +44,13 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A log line (one event per write) never shows a password.
+        let masked = std::str::from_utf8(buf).ok().map(crate::mask::mask_secrets);
+        let line = masked.as_ref().map_or(buf, |m| m.as_bytes());
         let bar = active_bar().lock().ok().and_then(|b| b.clone());
         match bar {
-            Some(bar) => bar.suspend(|| io::stderr().write_all(buf))?,
-            None => io::stderr().write_all(buf)?,
+            Some(bar) => bar.suspend(|| io::stderr().write_all(line))?,
+            None => io::stderr().write_all(line)?,
         }
         Ok(buf.len())
     }

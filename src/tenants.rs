@@ -55,7 +55,8 @@ pub struct TenantList {
     pub names: Vec<String>,
     /// Names the source gave that are not valid schema names.
     pub invalid: Vec<InvalidName>,
-    /// Names left out because they are the shared, control or a system schema.
+    /// Names left out because they are the shared, control or a system
+    /// schema ([`reserved_reason`]); [`resolve`] logs a warning for each.
     pub reserved: Vec<String>,
     /// Names left out by `--exclude`.
     pub excluded: Vec<String>,
@@ -129,7 +130,34 @@ pub async fn resolve(
         };
         (TenantSource::Registry { table }, names)
     };
-    Ok(sort_out(source, raw, settings, exclude))
+    let list = sort_out(source, raw, settings, exclude);
+    // Said, not silently dropped: `--tenant public` is usually a mistake.
+    for name in &list.reserved {
+        if let Some(why) = reserved_reason(name, settings) {
+            tracing::warn!(
+                "left schema {name} out of the tenants ({}): {why}",
+                list.source.describe()
+            );
+        }
+    }
+    Ok(list)
+}
+
+/// Why a schema can never be a tenant, or `None` when it can be one: the
+/// shared schema, the control schema and PostgreSQL's own schemas
+/// (`information_schema`, `pg_*`).
+pub fn reserved_reason(name: &str, settings: &Settings) -> Option<&'static str> {
+    if name == settings.shared_schema {
+        Some(
+            "it is the shared schema, where the shared migrations run once (select it with --shared-only)",
+        )
+    } else if name == settings.control_schema {
+        Some("it is tenantmig's control schema (the run ledger and the tenant registry)")
+    } else if name == "information_schema" || name.starts_with("pg_") {
+        Some("it is one of PostgreSQL's own schemas")
+    } else {
+        None
+    }
 }
 
 /// Splits raw names into valid, invalid, reserved and excluded ones.
@@ -151,11 +179,7 @@ pub fn sort_out(
         if !seen.insert(name.clone()) {
             continue;
         }
-        if name == settings.shared_schema
-            || name == settings.control_schema
-            || name == "information_schema"
-            || name == "public" && settings.shared_schema == "public"
-        {
+        if reserved_reason(&name, settings).is_some() {
             list.reserved.push(name);
             continue;
         }
@@ -227,12 +251,28 @@ mod tests {
             "t1",
             "tenantmig",
             "t3",
+            "information_schema",
+            "pg_toast",
         ]
         .map(String::from)
         .to_vec();
         let l = sort_out(TenantSource::CommandLine, raw, &s, &["t3".to_string()]);
         assert_eq!(l.names, vec!["t1", "t2"]);
-        assert_eq!(l.reserved, vec!["public", "tenantmig"]);
+        assert_eq!(
+            l.reserved,
+            vec!["public", "tenantmig", "information_schema", "pg_toast"]
+        );
+        assert!(
+            reserved_reason("public", &s)
+                .unwrap()
+                .contains("shared schema")
+        );
+        assert!(
+            reserved_reason("pg_toast", &s)
+                .unwrap()
+                .contains("PostgreSQL")
+        );
+        assert_eq!(reserved_reason("t1", &s), None);
         assert_eq!(l.excluded, vec!["t3"]);
         assert_eq!(l.invalid.len(), 1);
         assert!(l.invalid[0].to_string().contains("drop schema"));

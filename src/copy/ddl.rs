@@ -74,10 +74,8 @@ pub(crate) struct CopyPlan {
     pub objects: usize,
 }
 
-/// A string literal.
-pub(crate) fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+/// A string literal ([`crate::ident::quote_literal`]).
+pub(crate) use crate::ident::quote_literal as lit;
 
 /// True when `text` names `schema` as a word (case-insensitively for a
 /// lower-case name, as PostgreSQL folds unquoted names).

@@ -326,7 +326,7 @@ impl Writer {
                 .bind(totals.ok)
                 .bind(totals.failed)
                 .bind(totals.skipped)
-                .bind(message)
+                .bind(message.map(crate::mask::mask_secrets))
                 .bind(totals.stopped)
                 .execute(&mut *tx)
                 .await?;
@@ -425,7 +425,7 @@ async fn write_batch(
         .bind(col(&|r| Some(r.state.clone())))
         .bind(int(&|r| r.from_version))
         .bind(int(&|r| r.to_version))
-        .bind(col(&|r| r.error.clone()))
+        .bind(col(&|r| r.error.as_deref().map(crate::mask::mask_secrets)))
         .bind(int(&|r| r.failed_version))
         .bind(col(&|r| r.failed_statement.clone()))
         .bind(ts(&|r| r.started_at))

@@ -234,6 +234,12 @@ pub fn load(dir: &Path, tenant: bool) -> Result<Vec<DataMove>> {
                 "data-move files always run in a transaction (with their checkpoint); remove -- no-transaction".into(),
             ));
         }
+        if let Some(tc) = crate::migration::transaction_control(&m.sql) {
+            return Err(bad(format!(
+                "line {}: {}: a data-move file runs in one transaction with its checkpoint, which this would end or split; remove it",
+                tc.line, tc.keyword
+            )));
+        }
         let expect = parse_expect(&m.sql).ok_or_else(|| {
             bad("the file has no `-- expect-rows: <query>` line in its leading comments; add one returning the number of rows the file writes (e.g. `-- expect-rows: SELECT count(*) FROM {source_schema}.workflows`), or `-- expect-rows: none` to skip the check".into())
         })?;
@@ -291,6 +297,11 @@ mod tests {
         assert_eq!(
             out,
             "INSERT INTO \"app_v2\".w SELECT '4''2', 't 1', '{\"a\": 1}', '{x}' FROM \"t 1\".w"
+        );
+        let out = render("SELECT {tenant_id}", &vars(Some("t 1"), Some(r"a\'b"))).unwrap();
+        assert_eq!(
+            out, r"SELECT E'a\\''b'",
+            "readable whatever standard_conforming_strings"
         );
     }
 

@@ -383,6 +383,11 @@ impl Engine {
         } else {
             set(&v.tenant_migrations, &self.settings.tenant_migrations)?
         };
+        // The version's schemas are built with these files: one that ends
+        // or starts a transaction itself is refused before anything runs.
+        for m in shared_set.migrations.iter().chain(&tenant_set.migrations) {
+            m.check_transaction_control(false)?;
+        }
         let shared_moves = match &v.shared_moves {
             Some(d) => files::load(d, false)?,
             None => Vec::new(),

@@ -1,0 +1,2 @@
+-- Record that the tenant was migrated, in the tenant's own events table.
+INSERT INTO events (kind) VALUES ('tenant migrated');

@@ -1,0 +1,2 @@
+-- Record that the tenant was migrated.
+INSERT INTO audit.events (kind) VALUES ('tenant migrated');
