@@ -666,16 +666,8 @@ impl Engine {
             return Ok(());
         }
         let down = plan.goal.is_revert();
-        let shared = plan
-            .shared
-            .iter()
-            .map(|st| (st, &self.shared_set, "shared"));
-        let tenants = plan
-            .tenants
-            .iter()
-            .map(|st| (st, &self.tenant_set, "tenant"));
         let mut seen = std::collections::BTreeSet::new();
-        for (st, set, name) in shared.chain(tenants) {
+        for (st, set, name) in self.with_sets(plan) {
             if st.state.is_refused() {
                 continue;
             }
@@ -688,6 +680,23 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Every schema of a plan with its migration set and the set's name,
+    /// the shared schema first.
+    fn with_sets<'a>(
+        &'a self,
+        plan: &'a StatusReport,
+    ) -> impl Iterator<Item = (&'a SchemaStatus, &'a MigrationSet, &'static str)> {
+        let shared = plan
+            .shared
+            .iter()
+            .map(|st| (st, &*self.shared_set, "shared"));
+        let tenants = plan
+            .tenants
+            .iter()
+            .map(|st| (st, &*self.tenant_set, "tenant"));
+        shared.chain(tenants)
     }
 
     /// Applies `goal` to every schema of a plan and, for a rollback, checks
@@ -705,16 +714,8 @@ impl Engine {
             return Ok(());
         }
         let mut missing = Vec::new();
-        let shared = plan
-            .shared
-            .iter()
-            .map(|st| (st, &self.shared_set, "shared"));
-        let tenants = plan
-            .tenants
-            .iter()
-            .map(|st| (st, &self.tenant_set, "tenant"));
         let mut seen = std::collections::BTreeSet::new();
-        for (st, set, name) in shared.chain(tenants) {
+        for (st, set, name) in self.with_sets(plan) {
             for v in &st.pending {
                 if let Some(i) = set.index_of(*v)
                     && !set.migrations[i].is_reversible()

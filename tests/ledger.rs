@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,19 +16,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 /// The binary as a background child process, output captured.
 fn spawn_migrate(url: &str, shared: &Path, tenant: &Path, args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tenantmig"))
-        .current_dir(shared.parent().expect("temp folder"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", url)
-        .env("CI", "true")
-        .env("TENANTMIG_SHARED_MIGRATIONS", shared)
-        .env("TENANTMIG_TENANT_MIGRATIONS", tenant)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tenantmig")
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn(
+        url,
+        shared.parent().expect("temp folder"),
+        shared,
+        tenant,
+        &args,
+    )
 }
 
 /// `migrate --jobs N --tenant …` arguments.

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{Executor, PgPool, Row};
 use tempfile::TempDir;
@@ -199,4 +201,62 @@ pub async fn wait_for_lock_waiter(pool: &PgPool, relname: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("no session ever waited for a lock on {relname}");
+}
+
+/// The binary started in the background, with the same clean environment as
+/// [`cli_sets`], its output captured.
+pub fn spawn(url: &str, dir: &Path, shared: &Path, tenant: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tenantmig"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("CI", "true")
+        .env("TENANTMIG_SHARED_MIGRATIONS", shared)
+        .env("TENANTMIG_TENANT_MIGRATIONS", tenant)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tenantmig")
+}
+
+/// Waits for a child and returns (exit code, stdout + stderr).
+pub fn finish(child: Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().expect("wait for tenantmig");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Waits until a session of this database runs a statement containing
+/// `needle` (other than the asking one).
+pub async fn wait_for_query(pool: &PgPool, needle: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND state = 'active' AND query LIKE '%{needle}%' AND query NOT LIKE '%pg_stat_activity%'"
+    );
+    for _ in 0..400 {
+        if scalar_i64(pool, &sql).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no session ever ran {needle}");
+}
+
+/// Sends a signal to a child process.
+pub fn kill(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{signal} failed");
 }
