@@ -164,6 +164,8 @@ async fn readers_share_a_schema_and_a_change_waits_then_names_the_holder(pool: P
     let started = Instant::now();
     let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_WAIT", "1s")
+        // A regression that waits forever fails here instead of hanging.
+        .timeout(Duration::from_secs(30))
         .args(["migrate", "--tenant", "t_01"])
         .assert()
         .code(1)
@@ -397,6 +399,7 @@ async fn after_a_sigkill_the_server_ends_the_dead_clients_work_and_a_rerun_finis
     let started = Instant::now();
     cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_WAIT", "10s")
+        .timeout(Duration::from_secs(60))
         .args(["migrate", "--tenant", "t_1"])
         .assert()
         .success();
@@ -434,6 +437,8 @@ async fn drop_and_its_preview_wait_at_most_lock_wait_and_name_the_blocker(pool: 
         let started = Instant::now();
         let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
             .env("TENANTMIG_LOCK_WAIT", "1s")
+            // A regression that waits forever fails here instead of hanging.
+            .timeout(Duration::from_secs(30))
             .args(args)
             .assert()
             .failure()
@@ -530,6 +535,7 @@ async fn a_lock_timeout_failure_names_the_blocking_session(pool: PgPool) {
         .expect("read in a transaction");
     let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_TIMEOUT", "200ms")
+        .timeout(Duration::from_secs(30))
         .env("TENANTMIG_LOCK_RETRIES", "1")
         .env("TENANTMIG_RETRY_BACKOFF", "10ms")
         .args(["migrate", "--tenant", "t_01"])
@@ -646,6 +652,8 @@ async fn verify_waits_for_a_change_and_names_its_holder(pool: PgPool) {
     .expect("lock");
     cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_WAIT", "1s")
+        // A regression that waits forever fails here instead of hanging.
+        .timeout(Duration::from_secs(30))
         .args(["verify", "--tenant", "t_01"])
         .assert()
         .code(2)
@@ -668,14 +676,16 @@ async fn a_role_without_create_on_the_database_works_once_the_control_schema_is_
 ) {
     let (url, shared, tenant) = tenant_with_rows(&pool).await;
     let dir = tempfile::tempdir().expect("dir");
-    let db: String = sqlx::query_scalar("SELECT current_database()::text")
-        .fetch_one(&pool)
-        .await
-        .expect("db");
-    let role = format!("tm_low_{}", db.trim_start_matches('_'))
-        .chars()
-        .take(60)
-        .collect::<String>();
+    // Roles belong to the server, not the test's database: a name of this
+    // process and moment never meets one a killed earlier run left behind.
+    let role = format!(
+        "tm_low_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros()
+    );
     exec(
         &pool,
         &format!(
@@ -744,6 +754,8 @@ async fn a_lock_held_by_a_run_is_named_with_its_run_and_ledger_state(pool: PgPoo
     let run_id = scalar_i64(&pool, "SELECT max(id) FROM tenantmig.runs").await;
     cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_WAIT", "1s")
+        // A regression that waits forever fails here instead of hanging.
+        .timeout(Duration::from_secs(30))
         .args(["migrate", "--tenant", "t_1"])
         .assert()
         .code(1)
