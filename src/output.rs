@@ -1348,6 +1348,9 @@ pub fn move_report_human(w: &mut dyn Write, r: &crate::moves::MoveReport) -> io:
     if let Some(reason) = r.stopped {
         writeln!(w, "stopped: {}", reason.describe())?;
     }
+    if let Some(fault) = &r.ledger_error {
+        writeln!(w, "{fault}")?;
+    }
     if !r.is_success() {
         writeln!(
             w,

@@ -264,6 +264,9 @@ pub struct MoveReport {
     pub stopped: Option<StopReason>,
     /// Wall time.
     pub duration_ms: u64,
+    /// What the run ledger could not record, if anything (the report, and
+    /// the move's checkpoints, are still the truth about the run).
+    pub ledger_error: Option<crate::ledger::LedgerFault>,
 }
 
 impl MoveReport {
@@ -725,6 +728,7 @@ impl Engine {
             not_reached: Vec::new(),
             stopped: None,
             duration_ms: 0,
+            ledger_error: None,
         };
         if opts.dry_run {
             report.plan = Some(plan);
@@ -921,8 +925,12 @@ impl Engine {
             "failed"
         };
         drop(cx);
-        led.finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await?;
+        // As for migrate: a ledger that cannot be written is said in the
+        // report, never a reason to lose it.
+        report.ledger_error = led
+            .finish(outcome, &totals, report.stopped.map(|r| r.describe()))
+            .await
+            .err();
         Ok(report)
     }
 
@@ -1424,7 +1432,11 @@ async fn run_schema(
         }
     }
     if let Some(c) = conn.as_mut() {
-        let broken = run_steps(cx, c, m, final_check, &mut out).await;
+        let mut broken = run_steps(cx, c, m, final_check, &mut out).await;
+        // The source's lock is released: clear what the data-move files
+        // and migrations left in the session before the next schema (as
+        // migrate's workers do).
+        broken = broken || db::discard_session(c).await.is_err();
         if broken && let Some(c) = conn.take() {
             let _ = c.close().await;
         }
