@@ -303,7 +303,7 @@ impl LockHolder {
             s.push_str(&format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")));
         }
         if let Some(q) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            s.push_str(&format!(", query: {q}"));
+            s.push_str(&format!(", query: {}", crate::mask::mask_secrets(q)));
         }
         if let Some((id, outcome)) = &self.run {
             s.push_str(&format!("; the ledger records run {id} as {outcome}"));
@@ -442,8 +442,8 @@ pub async fn lock_many_shared(
     }
 }
 
-/// Releases the shared locks [`lock_many_shared`] took (names it did not
-/// get are released nowhere: PostgreSQL only warns).
+/// Releases the shared locks of `names` (those [`lock_many_shared`] got:
+/// a name not held makes PostgreSQL warn).
 pub async fn unlock_many_shared(
     conn: &mut PgConnection,
     names: &[String],
@@ -561,7 +561,7 @@ pub async fn relation_lock_holders_in(conn: &mut PgConnection, schemas: &[&str])
             d.push_str(&format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")));
         }
         if let Ok(Some(q)) = r.try_get::<Option<String>, _>(4) {
-            d.push_str(&format!(", query: {q}"));
+            d.push_str(&format!(", query: {}", crate::mask::mask_secrets(&q)));
         }
         d.push_str(&format!(
             "); end it with SELECT pg_terminate_backend({pid})"

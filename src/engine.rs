@@ -895,6 +895,12 @@ impl Engine {
                     1,
                 )
                 .await;
+                // Not started at all (the server went away, or a signal
+                // came first): not reached, and no tenant may start.
+                if !out.not_reached.is_empty() {
+                    shared_ok = false;
+                    report.not_reached.extend(out.not_reached);
+                }
                 out.done.into_iter().next()
             };
             if let Some(o) = outcome {
@@ -1229,6 +1235,13 @@ async fn run_pool(
                     }
                 }
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
+                // Errors quote PostgreSQL and the migrations: nothing that
+                // looks like a password leaves here unmasked (summary,
+                // events, JSON, ledger).
+                outcome.error = outcome.error.map(|e| crate::mask::mask_secrets(&e));
+                outcome.failed_statement = outcome
+                    .failed_statement
+                    .map(|e| crate::mask::mask_secrets(&e));
                 // Stopped and vanished schemas say nothing about the
                 // migrations: they do not count against --max-failures.
                 if phase == Phase::Tenant
@@ -1437,6 +1450,7 @@ async fn migrate_locked(
         db::create_schema(conn, schema)
             .await
             .map_err(StepError::plain)?;
+        out.created = true;
     }
     // Sent again before each migration file and each history write: what
     // one file changes in the session never reaches the next one.

@@ -102,6 +102,9 @@ pub struct SchemaOutcome {
     pub attempts: u32,
     /// Wall time spent on this schema, lock wait included.
     pub duration_ms: u64,
+    /// True when this run created the schema (it was missing).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 impl SchemaOutcome {
@@ -120,6 +123,7 @@ impl SchemaOutcome {
             failed_statement: None,
             attempts: 0,
             duration_ms: 0,
+            created: false,
         }
     }
 }

@@ -590,7 +590,9 @@ pub async fn show_run(
                     .try_get::<Option<String>, _>(5)?
                     .map(|e| crate::mask::mask_secrets(&e)),
                 failed_version: r.try_get(6)?,
-                failed_statement: r.try_get(7)?,
+                failed_statement: r
+                    .try_get::<Option<String>, _>(7)?
+                    .map(|e| crate::mask::mask_secrets(&e)),
                 duration_ms: r.try_get(8)?,
                 attempts: r.try_get(9)?,
             })

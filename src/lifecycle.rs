@@ -253,7 +253,7 @@ impl Engine {
         match self.drop_preview_on(&mut conn, name, &doing).await {
             Err(Error::Database { source, .. }) if db::is_lock_timeout(&source) => {
                 let who = db::relation_lock_holders(&mut conn, name).await;
-                Err(Error::Failed {
+                Err(Error::Usage {
                     message: format!(
                         "reading what schema {name} holds waited {} (lock_wait) for its tables{who}; nothing was dropped",
                         humantime::format_duration(self.settings.lock_wait)
@@ -450,7 +450,7 @@ impl Engine {
             Err(e) if db::is_lock_timeout(&e) => {
                 let who = db::relation_lock_holders(&mut conn, name).await;
                 let _ = db::unlock(&mut conn, name, LockMode::Exclusive).await;
-                return Err(Error::Failed {
+                return Err(Error::Usage {
                     message: format!(
                         "dropping schema {name} waited {} (lock_wait) for its tables{who}; nothing was dropped",
                         humantime::format_duration(s.lock_wait)
@@ -595,11 +595,27 @@ impl Engine {
                         .next()
                         .and_then(|o| o.error.clone())
                         .unwrap_or_else(|| "it was not reached".into());
-                    // The schema is new: nothing of value is lost by removing it.
-                    let _ = db::drop_schema_cascade(&mut conn, name).await;
+                    // Only a schema this run created is removed again, under
+                    // its lock: one that another process made (and this run
+                    // waited for) is not ours to drop.
+                    let created = run.tenants.iter().any(|o| o.schema == name && o.created);
+                    let removed = created
+                        && db::try_lock(&mut conn, name, LockMode::Exclusive)
+                            .await
+                            .unwrap_or(false)
+                        && {
+                            let dropped = db::drop_schema_cascade(&mut conn, name).await.is_ok();
+                            let _ = db::unlock(&mut conn, name, LockMode::Exclusive).await;
+                            dropped
+                        };
                     return Err(Error::Failed {
                         message: format!(
-                            "tenant {name} could not be brought to head ({why}); its schema was removed again"
+                            "tenant {name} could not be brought to head ({why}); {}",
+                            if removed {
+                                "its schema was removed again"
+                            } else {
+                                "its schema was left alone (this run did not create it)"
+                            }
                         ),
                     });
                 }

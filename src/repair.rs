@@ -157,7 +157,11 @@ impl Engine {
                     stopped: 0,
                 };
                 let msg = e.to_string();
-                led.finish("failed", &totals, Some(&msg)).await?;
+                // The repair's own error is the one to report; a ledger
+                // that cannot be closed as well is logged, not swapped in.
+                if let Err(fault) = led.finish("failed", &totals, Some(&msg)).await {
+                    tracing::warn!(cause = %fault, "the run ledger could not be closed");
+                }
                 return Err(e);
             }
             let mut rec = Record::started(&item.schema, item.phase);

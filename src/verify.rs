@@ -274,7 +274,12 @@ impl Engine {
         } else {
             read_structures(conn, names).await
         };
-        let _ = db::unlock_many_shared(conn, names).await;
+        let got: Vec<String> = names
+            .iter()
+            .filter(|n| !busy.contains(n))
+            .cloned()
+            .collect();
+        let _ = db::unlock_many_shared(conn, &got).await;
         result
     }
 

@@ -280,6 +280,8 @@ impl Engine {
             .copy_locked(&mut ctl, opts, &tmp, started, shutdown)
             .await;
         if result.is_err() {
+            // A small copy's batch may have left its transaction aborted.
+            let _ = ctl.execute("ROLLBACK").await;
             let _ = db::drop_schema_cascade(&mut ctl, &tmp).await;
         }
         unlock(&mut ctl).await;
@@ -1035,6 +1037,10 @@ async fn lock_and_snapshot(
     lock_wait: Duration,
 ) -> Result<(String, i64, catalog::SchemaDef)> {
     let doing = format!("reading schema {src}");
+    // One deadline for all the table locks, whatever their number and the
+    // tries: each LOCK statement gets what is left of lock_wait, both as
+    // its lock_timeout (per table) and as its statement_timeout (in all).
+    let deadline = Instant::now() + lock_wait;
     for _ in 0..3 {
         // language=SQL
         let mut listed: Vec<String> = sqlx::query_scalar(
@@ -1062,12 +1068,17 @@ async fn lock_and_snapshot(
                 .iter()
                 .map(|t| format!("{}.{}", quote_ident(src), quote_ident(t)))
                 .collect();
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .max(1);
             // language=SQL
             let locked = snap
-                .execute(AssertSqlSafe(format!(
-                    "LOCK TABLE {} IN ACCESS SHARE MODE",
+                .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SET LOCAL lock_timeout = {left}; SET LOCAL statement_timeout = {left}; \
+                     LOCK TABLE {} IN ACCESS SHARE MODE",
                     names.join(", ")
-                )))
+                ))))
                 .await;
             match locked {
                 Ok(_) => {}
@@ -1078,7 +1089,11 @@ async fn lock_and_snapshot(
                     vanished = true;
                     break;
                 }
-                Err(e) if db::is_lock_timeout(&e) => {
+                Err(e)
+                    if db::is_lock_timeout(&e)
+                        || e.as_database_error().and_then(|d| d.code()).as_deref()
+                            == Some("57014") =>
+                {
                     let who = db::relation_lock_holders(snap, src).await;
                     return Err(Error::Failed {
                         message: format!(
@@ -1096,6 +1111,10 @@ async fn lock_and_snapshot(
             let _ = snap.execute("ROLLBACK").await;
             continue;
         }
+        // language=SQL
+        snap.execute("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(Error::db(doing.clone()))?;
         // The snapshot, now that the tables are locked.
         let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
             .fetch_one(&mut *snap)
@@ -1145,7 +1164,7 @@ async fn check_not_rewritten(snap: &mut PgConnection, src: &str, nsp: i64) -> Re
     // language=SQL
     let rewritten: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_catalog.pg_class c \
-         WHERE c.relnamespace = $1::int8::oid AND c.relkind IN ('r', 'm') AND c.relfilenode <> 0 \
+         WHERE c.relnamespace = $1::int8::oid AND c.relkind = 'r' AND c.relfilenode <> 0 \
            AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode \
          ORDER BY 1",
     )

@@ -427,7 +427,9 @@ async fn write_batch(
         .bind(int(&|r| r.to_version))
         .bind(col(&|r| r.error.as_deref().map(crate::mask::mask_secrets)))
         .bind(int(&|r| r.failed_version))
-        .bind(col(&|r| r.failed_statement.clone()))
+        .bind(col(&|r| {
+            r.failed_statement.as_deref().map(crate::mask::mask_secrets)
+        }))
         .bind(ts(&|r| r.started_at))
         .bind(ts(&|r| r.finished_at))
         .bind(int(&|r| r.duration_ms))

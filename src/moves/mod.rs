@@ -908,14 +908,19 @@ impl Engine {
 
         report.stopped = *cx.run.stop_reason.lock().expect("stop reason lock");
         report.duration_ms = started.elapsed().as_millis() as u64;
-        let failed = report.failures().count() as i64;
+        let stopped = report
+            .failures()
+            .filter(|o| o.state == OutcomeState::Stopped)
+            .count() as i64;
+        let failed = report.failures().count() as i64 - stopped;
         let total = 1 + plan.tenants.len() as i64;
+        let skipped = report.not_reached.len() as i64;
         let totals = RunTotals {
             total,
-            ok: total - failed - report.not_reached.len() as i64,
+            ok: total - failed - stopped - skipped,
             failed,
-            skipped: report.not_reached.len() as i64,
-            stopped: 0,
+            skipped,
+            stopped,
         };
         let outcome = if report.stopped == Some(StopReason::Shutdown) {
             "stopped"
