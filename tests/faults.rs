@@ -213,21 +213,25 @@ async fn a_tenant_removed_while_migrate_runs_is_not_recreated(pool: PgPool) {
     }
     write(
         tenant.path(),
-        "0002_slow.sql",
-        "ALTER TABLE items ADD COLUMN v int; SELECT pg_sleep(0.6);",
+        "0002_gate.sql",
+        &format!("ALTER TABLE items ADD COLUMN v int; {}", Gate::sql(4201)),
     );
-    let migrate = spawn(
+    // The first tenant waits at the gate while d_05 is removed.
+    let gate = Gate::close(&url, 4201).await;
+    let migrate = spawn_env(
         &url,
         dir.path(),
         shared.path(),
         tenant.path(),
+        &[("TENANTMIG_LOCK_TIMEOUT", "120s")],
         &["migrate", "--jobs", "1"],
     );
-    wait_for_query(&pool, "pg_sleep(0.6)").await;
+    wait_for_query(&pool, "pg_advisory_lock(4201)").await;
     cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .args(["tenant", "remove", "d_05", "--yes"])
         .assert()
         .success();
+    gate.open().await;
     let (code, out) = finish(migrate);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("VANISHED d_05"), "{out}");
@@ -295,22 +299,28 @@ async fn sigterm_finishes_in_flight_work_prints_the_summary_and_exits_1(pool: Pg
         ("0001_items.sql", "CREATE TABLE items (id int);"),
         (
             "0002_slow.sql",
-            "-- no-transaction\nSELECT pg_sleep(1.5);\nALTER TABLE items ADD COLUMN v int;",
+            "-- no-transaction\nSELECT pg_advisory_lock(4202);\nSELECT pg_advisory_unlock(4202);\nALTER TABLE items ADD COLUMN v int;",
         ),
         ("0003_more.sql", "ALTER TABLE items ADD COLUMN w int;"),
     ]);
     let dir = tempfile::tempdir().expect("dir");
-    let child = spawn(
+    // t_1 waits at the gate inside its no-transaction file when the signal
+    // comes; the gate opens once the signal has had time to be handled.
+    let gate = Gate::close(&url, 4202).await;
+    let child = spawn_env(
         &url,
         dir.path(),
         shared.path(),
         tenant.path(),
+        &[("TENANTMIG_LOCK_TIMEOUT", "120s")],
         &[
             "migrate", "--jobs", "1", "--tenant", "t_1", "--tenant", "t_2", "--tenant", "t_3",
         ],
     );
-    wait_for_query(&pool, "pg_sleep(1.5)").await;
+    wait_for_query(&pool, "pg_advisory_lock(4202)").await;
     kill(&child, "TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gate.open().await;
     let (code, out) = finish(child);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("SIGTERM"), "{out}");
@@ -358,7 +368,9 @@ async fn a_second_sigterm_stops_at_once(pool: PgPool) {
     wait_for_query(&pool, "pg_sleep(20)").await;
     let started = Instant::now();
     kill(&child, "TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two signals that arrive together may be seen as one: the second
+    // comes once the first has been handled.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     kill(&child, "TERM");
     let (code, out) = finish(child);
     assert_eq!(code, Some(143), "{out}");
@@ -446,8 +458,10 @@ async fn drop_and_its_preview_wait_at_most_lock_wait_and_name_the_blocker(pool: 
             .clone();
         let took = started.elapsed();
         let text = String::from_utf8_lossy(&out.stderr).to_string();
+        // lock_wait is 1 s; the rest is the binary's own start and work,
+        // with room for a loaded machine (unbounded, it would hang).
         assert!(
-            took < Duration::from_secs(4),
+            took < Duration::from_secs(8),
             "{args:?} took {took:?}: {text}"
         );
         assert!(text.contains("\"the app\""), "{args:?}: {text}");
@@ -739,18 +753,20 @@ async fn a_lock_held_by_a_run_is_named_with_its_run_and_ledger_state(pool: PgPoo
     let url = url_of(&pool);
     let shared = folder(&[]);
     let tenant = folder(&[(
-        "0001_slow.sql",
-        "SELECT pg_sleep(4); CREATE TABLE items (id int);",
+        "0001_gate.sql",
+        &format!("{} CREATE TABLE items (id int);", Gate::sql(4203)),
     )]);
     let dir = tempfile::tempdir().expect("dir");
-    let first = spawn(
+    let gate = Gate::close(&url, 4203).await;
+    let first = spawn_env(
         &url,
         dir.path(),
         shared.path(),
         tenant.path(),
+        &[("TENANTMIG_LOCK_TIMEOUT", "120s")],
         &["migrate", "--tenant", "t_1"],
     );
-    wait_for_query(&pool, "pg_sleep(4)").await;
+    wait_for_query(&pool, "pg_advisory_lock(4203)").await;
     let run_id = scalar_i64(&pool, "SELECT max(id) FROM tenantmig.runs").await;
     cli_sets(&url, dir.path(), shared.path(), tenant.path())
         .env("TENANTMIG_LOCK_WAIT", "1s")
@@ -765,7 +781,10 @@ async fn a_lock_held_by_a_run_is_named_with_its_run_and_ledger_state(pool: PgPoo
         .stderr(predicates::str::contains(format!(
             "the ledger records run {run_id} as running"
         )))
-        .stderr(predicates::str::contains("query: SELECT pg_sleep(4)"));
+        .stderr(predicates::str::contains(
+            "query: SELECT pg_advisory_lock(4203)",
+        ));
+    gate.open().await;
     let (code, out) = finish(first);
     assert_eq!(code, Some(0), "{out}");
 }

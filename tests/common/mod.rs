@@ -206,6 +206,18 @@ pub async fn wait_for_lock_waiter(pool: &PgPool, relname: &str) {
 /// The binary started in the background, with the same clean environment as
 /// [`cli_sets`], its output captured.
 pub fn spawn(url: &str, dir: &Path, shared: &Path, tenant: &Path, args: &[&str]) -> Child {
+    spawn_env(url, dir, shared, tenant, &[], args)
+}
+
+/// As [`spawn`], with more environment variables.
+pub fn spawn_env(
+    url: &str,
+    dir: &Path,
+    shared: &Path,
+    tenant: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tenantmig"))
         .current_dir(dir)
         .env_clear()
@@ -214,12 +226,51 @@ pub fn spawn(url: &str, dir: &Path, shared: &Path, tenant: &Path, args: &[&str])
         .env("CI", "true")
         .env("TENANTMIG_SHARED_MIGRATIONS", shared)
         .env("TENANTMIG_TENANT_MIGRATIONS", tenant)
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start tenantmig")
+}
+
+/// A gate a test migration waits at: `SELECT pg_advisory_lock(key)`, then
+/// lets go at once. The test holds the key on its own connection
+/// ([`Gate::close`]) until it has done what must happen while the run is
+/// in flight, then opens it: no timing margins. The run's sessions need a
+/// `lock_timeout` longer than the wait (`TENANTMIG_LOCK_TIMEOUT`).
+pub struct Gate {
+    conn: sqlx::PgConnection,
+    key: i64,
+}
+
+impl Gate {
+    /// The SQL a migration runs to pass the gate.
+    pub fn sql(key: i64) -> String {
+        format!("SELECT pg_advisory_lock({key}); SELECT pg_advisory_unlock({key});")
+    }
+
+    /// Holds `key`, so that migrations running [`Gate::sql`] wait.
+    pub async fn close(url: &str, key: i64) -> Gate {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut conn)
+            .await
+            .expect("close the gate");
+        Gate { conn, key }
+    }
+
+    /// Lets the waiting migrations through.
+    pub async fn open(mut self) {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await
+            .expect("open the gate");
+    }
 }
 
 /// Waits for a child and returns (exit code, stdout + stderr).
