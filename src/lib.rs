@@ -23,6 +23,12 @@
 //! ```
 //!
 //! # Layout
+//! Folders by domain: [`migrating`] (files, state, engine, authoring,
+//! repair, lint), [`schemas`] (copy, lifecycle, snapshot, verify),
+//! [`moves`], [`control`] (ledger, tenant sources); beside them the
+//! cross-cutting modules (config, ident, mask, db, events, output, error).
+//! Every module is re-exported at the crate root:
+//!
 //! - [`authoring`]: `new` (the next version, the file or pair).
 //! - [`migration`]: migration files and sets (plain data, checksums, statement splitting).
 //! - [`state`]: a schema's state from its history rows (a pure function).
@@ -44,27 +50,27 @@
 //!   (feature `lint`, on by default).
 //! - [`output`]: human and JSON printers of events and reports.
 
-pub mod authoring;
+// Folders by domain; the modules are also re-exported here, at the crate
+// root, so that every path (`tenantmig::engine`, `crate::copy`, …) reads
+// the same wherever a module lives.
+pub mod control;
+pub mod migrating;
+pub mod moves;
+pub mod schemas;
+
 pub mod config;
-pub mod copy;
 mod db;
-pub mod engine;
 mod error;
 pub mod events;
 pub mod ident;
-pub mod ledger;
-pub mod lifecycle;
-#[cfg(feature = "lint")]
-pub mod lint;
 pub mod mask;
-pub mod migration;
-pub mod moves;
 pub mod output;
-pub mod repair;
-pub mod snapshot;
-pub mod state;
-pub mod tenants;
-pub mod verify;
+
+pub use control::{ledger, tenants};
+#[cfg(feature = "lint")]
+pub use migrating::lint;
+pub use migrating::{authoring, engine, migration, repair, state};
+pub use schemas::{copy, lifecycle, snapshot, verify};
 
 pub use config::{LintPolicy, Settings, Strategy, TransactionMode, VersionSettings};
 pub use copy::{CopyOptions, CopyReport, Verify};

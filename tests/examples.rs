@@ -7,7 +7,10 @@
 #[test]
 fn help_and_usage_errors_read_as_the_files_say() {
     trycmd::TestCases::new()
-        .register_bin("tenantmig", std::path::PathBuf::from(env!("CARGO_BIN_EXE_tenantmig")))
+        .register_bin(
+            "tenantmig",
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_tenantmig")),
+        )
         // An address where no server listens: these commands must fail
         // (or print) before they would connect.
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
