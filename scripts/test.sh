@@ -10,7 +10,8 @@
 # Steps: example migrations and the worked example of a version move
 # (examples/v2) checked with plain psql, cargo fmt --check,
 # cargo clippy -D warnings (with and without the lint feature), cargo test
-# (all targets), cargo test --doc.
+# (all targets), cargo test --doc, and the guide (mdbook build docs) when
+# mdbook is installed (scripts/book.sh installs it; CI does not).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -60,5 +61,12 @@ cargo test --all-targets -- --test-threads=4
 
 step "cargo test --doc"
 cargo test --doc
+
+step "the guide (mdbook build docs)"
+if command -v mdbook >/dev/null 2>&1; then
+    mdbook build docs
+else
+    echo "skipped: mdbook is not installed; scripts/book.sh builds the guide (and installs mdbook)" >&2
+fi
 
 step "all tests passed"

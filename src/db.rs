@@ -210,7 +210,7 @@ pub async fn ensure_history_table(
 pub(crate) const LOCK_KEY: &str = "hashtextextended('tenantmig:' || $1, 0)";
 
 /// How a command holds a schema's advisory lock (the lock protocol, see
-/// docs/architecture.md): a command that changes a schema holds it
+/// docs/src/architecture.md): a command that changes a schema holds it
 /// exclusively; one that only reads it as a source (a copy, a snapshot, the
 /// clone step of a move, verify) holds it shared, so that readers run
 /// together but never overlap a change.
