@@ -417,7 +417,7 @@ impl Settings {
             .and_then(|c| c.try_deserialize())
             .map_err(|e| Error::Config {
                 message: format!(
-                    "{e} (from {origin} or TENANTMIG_* variables; see the configuration reference in the README)"
+                    "{e} (from {origin} or TENANTMIG_* variables; see the configuration reference, docs/src/configuration.md)"
                 ),
             })?;
         settings.validate()?;
@@ -507,7 +507,7 @@ impl Settings {
             Error::Usage {
                 message: if known.is_empty() {
                     format!(
-                        "no version {name:?} is declared; add a [versions.{name}] table to tenantmig.toml (see \"Version moves\" in the README)"
+                        "no version {name:?} is declared; add a [versions.{name}] table to tenantmig.toml (see docs/src/version-moves.md)"
                     )
                 } else {
                     format!(
