@@ -1,7 +1,8 @@
 //! The `tenantmig` command line: a thin layer over the library. `main` only
 //! maps `run()`'s result to an exit code: 0 all done, 1 some schemas failed
 //! or were not reached (or, for `status`, are not up to date), 2 usage,
-//! configuration or connection error.
+//! configuration or connection error. The commands live in `cli`, one
+//! module per command family (arguments, handler and human printer).
 
 mod cli;
 

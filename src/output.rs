@@ -11,7 +11,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::events::{Event, EventSink, OutcomeState, Phase};
+use crate::events::{Event, EventSink, OutcomeState, Phase, SchemaOutcome};
 use crate::migration::MigrationSet;
 
 /// Output format of a command.
@@ -125,6 +125,179 @@ impl HumanEvents {
             *b = None;
         }
     }
+
+    /// The tenant phase starts: a bar on a terminal, else one line.
+    fn tenant_phase_started(&self, st: &mut HumanState, schemas: usize, jobs: usize) {
+        st.total = schemas;
+        if self.terminal {
+            let bar =
+                ProgressBar::with_draw_target(Some(schemas as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {bar:30} {pos}/{len} tenants {msg} | {per_sec} | ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message("0 failed");
+            if let Ok(mut b) = active_bar().lock() {
+                *b = Some(bar.clone());
+            }
+            st.bar = Some(bar);
+        } else if !st.moving {
+            self.line(
+                st,
+                &format!("migrating {} with {jobs} jobs", tenants_word(schemas)),
+            );
+        }
+    }
+
+    /// A schema is done: a line for a failure, the bar or a progress line
+    /// every few seconds.
+    fn schema_finished(&self, st: &mut HumanState, outcome: SchemaOutcome) {
+        let failed = outcome.state.is_failure();
+        if outcome.phase == Phase::Tenant {
+            st.done += 1;
+            if matches!(outcome.state, OutcomeState::Failed | OutcomeState::Refused) {
+                st.failed += 1;
+            }
+        }
+        if failed {
+            let what = match outcome.state {
+                OutcomeState::Refused => "REFUSED",
+                OutcomeState::Stopped => "STOPPED",
+                OutcomeState::Vanished => "VANISHED",
+                _ => "FAILED",
+            };
+            self.line(
+                st,
+                &format!(
+                    "{what} {}: {}",
+                    outcome.schema,
+                    outcome.error.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        if let Some(bar) = &st.bar {
+            bar.inc(1);
+            bar.set_message(format!("{} failed", st.failed));
+        } else if outcome.phase == Phase::Tenant && st.total > 0 {
+            let due = st
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            if due && st.done < st.total {
+                st.last_line = Some(std::time::Instant::now());
+                let text = format!(
+                    "progress: {}/{} tenants, {} failed",
+                    st.done, st.total, st.failed
+                );
+                self.line(st, &text);
+            }
+        }
+    }
+
+    /// A copy starts: an overall bar in bytes on a terminal, else one line.
+    fn copy_started(
+        &self,
+        st: &mut HumanState,
+        source: String,
+        target: String,
+        tables: usize,
+        bytes: i64,
+        jobs: usize,
+    ) {
+        if self.terminal {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} copying {msg} {bar:30} {bytes}/{total_bytes} | {elapsed}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("{source} -> {target}"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut b) = active_bar().lock() {
+                *b = Some(bar.clone());
+            }
+            st.bar = Some(bar);
+            st.multi = Some(multi);
+        } else {
+            self.line(
+                st,
+                &format!(
+                    "copying {source} into {target}: {tables} tables, {} over {jobs} connection{}",
+                    human_bytes(bytes),
+                    if jobs == 1 { "" } else { "s" }
+                ),
+            );
+        }
+    }
+
+    /// A table (or one more block range of it) starts copying: its own bar.
+    fn table_copy_started(
+        &self,
+        st: &mut HumanState,
+        table: String,
+        bytes: i64,
+        estimated_rows: i64,
+    ) {
+        if let Some(multi) = st.multi.clone() {
+            if let Some((bar, n)) = st.tables.get_mut(&table) {
+                // Another block range of a table being copied.
+                bar.inc_length(bytes.max(0) as u64);
+                *n += 1;
+                let est = estimated_rows.max(0) as usize * *n;
+                bar.set_message(format!("~{} rows", thousands(est)));
+            } else {
+                let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "    {prefix:24!} {bar:20} {bytes}/{total_bytes} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(table.clone());
+                bar.set_message(format!(
+                    "~{} rows",
+                    thousands(estimated_rows.max(0) as usize)
+                ));
+                st.tables.insert(table, (bar, 1));
+            }
+        }
+    }
+
+    /// A table (or a block range of it) is copied: the overall bar moves,
+    /// the table's bar goes with its last range.
+    fn table_copied(
+        &self,
+        st: &mut HumanState,
+        table: String,
+        rows: i64,
+        bytes: i64,
+        duration_ms: u64,
+    ) {
+        if let Some(bar) = &st.bar {
+            bar.inc(bytes.max(0) as u64);
+        }
+        let last = match st.tables.get_mut(&table) {
+            Some((_, n)) => {
+                *n -= 1;
+                *n == 0
+            }
+            None => false,
+        };
+        if last && let Some((bar, _)) = st.tables.remove(&table) {
+            bar.finish_and_clear();
+            if let Some(m) = &st.multi {
+                m.remove(&bar);
+            }
+        }
+        tracing::info!(table, rows, duration_ms, "table copied");
+    }
 }
 
 impl EventSink for HumanEvents {
@@ -141,78 +314,12 @@ impl EventSink for HumanEvents {
                 phase: Phase::Tenant,
                 schemas,
                 jobs,
-            } => {
-                st.total = schemas;
-                if self.terminal {
-                    let bar = ProgressBar::with_draw_target(
-                        Some(schemas as u64),
-                        ProgressDrawTarget::stderr(),
-                    );
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} {bar:30} {pos}/{len} tenants {msg} | {per_sec} | ETA {eta}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar.set_message("0 failed");
-                    if let Ok(mut b) = active_bar().lock() {
-                        *b = Some(bar.clone());
-                    }
-                    st.bar = Some(bar);
-                } else if !st.moving {
-                    self.line(
-                        &st,
-                        &format!("migrating {} with {jobs} jobs", tenants_word(schemas)),
-                    );
-                }
-            }
+            } => self.tenant_phase_started(&mut st, schemas, jobs),
             Event::SchemaStarted { .. }
             | Event::MigrationApplied { .. }
             | Event::MigrationReverted { .. }
             | Event::MigrationStamped { .. } => {}
-            Event::SchemaFinished { outcome } => {
-                let failed = outcome.state.is_failure();
-                if outcome.phase == Phase::Tenant {
-                    st.done += 1;
-                    if matches!(outcome.state, OutcomeState::Failed | OutcomeState::Refused) {
-                        st.failed += 1;
-                    }
-                }
-                if failed {
-                    let what = match outcome.state {
-                        OutcomeState::Refused => "REFUSED",
-                        OutcomeState::Stopped => "STOPPED",
-                        OutcomeState::Vanished => "VANISHED",
-                        _ => "FAILED",
-                    };
-                    self.line(
-                        &st,
-                        &format!(
-                            "{what} {}: {}",
-                            outcome.schema,
-                            outcome.error.as_deref().unwrap_or("")
-                        ),
-                    );
-                }
-                if let Some(bar) = &st.bar {
-                    bar.inc(1);
-                    bar.set_message(format!("{} failed", st.failed));
-                } else if outcome.phase == Phase::Tenant && st.total > 0 {
-                    let due = st
-                        .last_line
-                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-                    if due && st.done < st.total {
-                        st.last_line = Some(std::time::Instant::now());
-                        let text = format!(
-                            "progress: {}/{} tenants, {} failed",
-                            st.done, st.total, st.failed
-                        );
-                        self.line(&st, &text);
-                    }
-                }
-            }
+            Event::SchemaFinished { outcome } => self.schema_finished(&mut st, outcome),
             Event::Stopping { reason } => {
                 self.line(&st, &format!("stopping: {}", reason.describe()))
             }
@@ -263,66 +370,13 @@ impl EventSink for HumanEvents {
                 tables,
                 bytes,
                 jobs,
-            } => {
-                if self.terminal {
-                    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-                    let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} copying {msg} {bar:30} {bytes}/{total_bytes} | {elapsed}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(format!("{source} -> {target}"));
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    if let Ok(mut b) = active_bar().lock() {
-                        *b = Some(bar.clone());
-                    }
-                    st.bar = Some(bar);
-                    st.multi = Some(multi);
-                } else {
-                    self.line(
-                        &st,
-                        &format!(
-                            "copying {source} into {target}: {tables} tables, {} over {jobs} connection{}",
-                            human_bytes(bytes),
-                            if jobs == 1 { "" } else { "s" }
-                        ),
-                    );
-                }
-            }
+            } => self.copy_started(&mut st, source, target, tables, bytes, jobs),
             Event::CopyStep { step } => self.line(&st, &step),
             Event::TableCopyStarted {
                 table,
                 bytes,
                 estimated_rows,
-            } => {
-                if let Some(multi) = st.multi.clone() {
-                    if let Some((bar, n)) = st.tables.get_mut(&table) {
-                        // Another block range of a table being copied.
-                        bar.inc_length(bytes.max(0) as u64);
-                        *n += 1;
-                        let est = estimated_rows.max(0) as usize * *n;
-                        bar.set_message(format!("~{} rows", thousands(est)));
-                    } else {
-                        let bar = multi.add(ProgressBar::new(bytes.max(0) as u64));
-                        bar.set_style(
-                            ProgressStyle::with_template(
-                                "    {prefix:24!} {bar:20} {bytes}/{total_bytes} {msg}",
-                            )
-                            .expect("valid template")
-                            .progress_chars("=> "),
-                        );
-                        bar.set_prefix(table.clone());
-                        bar.set_message(format!(
-                            "~{} rows",
-                            thousands(estimated_rows.max(0) as usize)
-                        ));
-                        st.tables.insert(table, (bar, 1));
-                    }
-                }
-            }
+            } => self.table_copy_started(&mut st, table, bytes, estimated_rows),
             Event::TableCopyProgress {
                 table,
                 bytes_written,
@@ -337,25 +391,7 @@ impl EventSink for HumanEvents {
                 rows,
                 bytes,
                 duration_ms,
-            } => {
-                if let Some(bar) = &st.bar {
-                    bar.inc(bytes.max(0) as u64);
-                }
-                let last = match st.tables.get_mut(&table) {
-                    Some((_, n)) => {
-                        *n -= 1;
-                        *n == 0
-                    }
-                    None => false,
-                };
-                if last && let Some((bar, _)) = st.tables.remove(&table) {
-                    bar.finish_and_clear();
-                    if let Some(m) = &st.multi {
-                        m.remove(&bar);
-                    }
-                }
-                tracing::info!(table, rows, duration_ms, "table copied");
-            }
+            } => self.table_copied(&mut st, table, rows, bytes, duration_ms),
         }
     }
 }
