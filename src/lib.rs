@@ -48,7 +48,8 @@
 //! - [`lifecycle`]: create-schema, drop-schema, tenant add and remove.
 //! - `lint`: checks migrations with PostgreSQL's own parser before they run
 //!   (feature `lint`, on by default).
-//! - [`output`]: human and JSON printers of events and reports.
+//! - [`output`]: human and JSON printers of events, and the helpers the
+//!   command printers (in the binary's `cli/`) share.
 
 // Folders by domain; the modules are also re-exported here, at the crate
 // root, so that every path (`tenantmig::engine`, `crate::copy`, …) reads
