@@ -500,6 +500,28 @@ pub fn secs(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
+/// The end of a run's summary: the schemas not reached, why the run stopped
+/// early, and what the ledger could not record (each only when there is
+/// something to say).
+pub fn run_end(
+    w: &mut dyn Write,
+    not_reached: &[String],
+    stopped: Option<crate::events::StopReason>,
+    ledger_error: Option<&crate::ledger::LedgerFault>,
+) -> io::Result<()> {
+    if !not_reached.is_empty() {
+        let names: Vec<&str> = not_reached.iter().map(String::as_str).collect();
+        writeln!(w, "not reached: {}", names_list(&names))?;
+    }
+    if let Some(reason) = stopped {
+        writeln!(w, "stopped: {}", reason.describe())?;
+    }
+    if let Some(fault) = ledger_error {
+        writeln!(w, "{fault}")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -423,26 +423,9 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
             )?;
         }
     }
-    let failed = r
-        .tenants
-        .iter()
-        .filter(|o| o.state == OutcomeState::Failed)
-        .count();
-    let refused = r
-        .tenants
-        .iter()
-        .filter(|o| o.state == OutcomeState::Refused)
-        .count();
-    let stopped = r
-        .tenants
-        .iter()
-        .filter(|o| o.state == OutcomeState::Stopped)
-        .count();
-    let vanished = r
-        .tenants
-        .iter()
-        .filter(|o| o.state == OutcomeState::Vanished)
-        .count();
+    let count = |state| r.tenants.iter().filter(|o| o.state == state).count();
+    let (failed, refused) = (count(OutcomeState::Failed), count(OutcomeState::Refused));
+    let (stopped, vanished) = (count(OutcomeState::Stopped), count(OutcomeState::Vanished));
     let (done, idle) = match r.goal {
         Goal::Revert { .. } => ("rolled back", "with nothing to revert"),
         Goal::Stamp { .. } => ("stamped", "with nothing to stamp"),
@@ -489,16 +472,7 @@ pub fn run_summary_human(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
             }
         }
     }
-    if !r.not_reached.is_empty() {
-        let names: Vec<&str> = r.not_reached.iter().map(String::as_str).collect();
-        writeln!(w, "not reached: {}", names_list(&names))?;
-    }
-    if let Some(reason) = r.stopped {
-        writeln!(w, "stopped: {}", reason.describe())?;
-    }
-    if let Some(fault) = &r.ledger_error {
-        writeln!(w, "{fault}")?;
-    }
+    output::run_end(w, &r.not_reached, r.stopped, r.ledger_error.as_ref())?;
     if !r.is_success() {
         writeln!(
             w,

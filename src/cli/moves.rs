@@ -309,16 +309,7 @@ fn move_report_human(w: &mut dyn Write, r: &tenantmig::moves::MoveReport) -> io:
             o.error.as_deref().unwrap_or("")
         )?;
     }
-    if !r.not_reached.is_empty() {
-        let names: Vec<&str> = r.not_reached.iter().map(String::as_str).collect();
-        writeln!(w, "not reached: {}", names_list(&names))?;
-    }
-    if let Some(reason) = r.stopped {
-        writeln!(w, "stopped: {}", reason.describe())?;
-    }
-    if let Some(fault) = &r.ledger_error {
-        writeln!(w, "{fault}")?;
-    }
+    output::run_end(w, &r.not_reached, r.stopped, r.ledger_error.as_ref())?;
     if !r.is_success() {
         writeln!(
             w,

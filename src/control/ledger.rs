@@ -153,6 +153,22 @@ pub struct RunTotals {
     pub stopped: i64,
 }
 
+impl RunTotals {
+    /// The totals of a fan-out over `total` schemas, from how many failed
+    /// (stopped ones included, as `failures()` counts them), were stopped
+    /// and were not reached; the rest are ok.
+    pub fn of_run(total: i64, failures: i64, stopped: i64, not_reached: i64) -> RunTotals {
+        let failed = failures - stopped;
+        RunTotals {
+            total,
+            ok: total - failed - stopped - not_reached,
+            failed,
+            skipped: not_reached,
+            stopped,
+        }
+    }
+}
+
 /// The session-level advisory lock that marks a run as alive: the two-int
 /// form `(namespace, run id)`, so it never meets the one-`bigint` keys of
 /// schema locks. The namespace is a hash of the control schema's name, so
@@ -383,6 +399,29 @@ impl Ledger {
     /// few seconds. On failure, says how much was not recorded: the caller
     /// still has its report, and the next run closes this one as
     /// interrupted.
+    /// Closes a fan-out run (`migrate`, `rollback`, `stamp`, `migrate-to`):
+    /// `stopped` after a shutdown request, else `succeeded` or `failed`,
+    /// with why it stopped early as the run's note. A ledger that cannot be
+    /// closed is returned, never a reason to lose the caller's report.
+    pub async fn close_run(
+        self,
+        stopped: Option<crate::events::StopReason>,
+        success: bool,
+        totals: &RunTotals,
+    ) -> Option<LedgerFault> {
+        let outcome = if stopped == Some(crate::events::StopReason::Shutdown) {
+            "stopped"
+        } else if success {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.finish(outcome, totals, stopped.map(|r| r.describe()))
+            .await
+            .err()
+    }
+
+    /// Writes what is left and closes the run's row with `outcome`.
     pub async fn finish(
         self,
         outcome: &str,

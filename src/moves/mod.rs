@@ -912,30 +912,18 @@ impl Engine {
             .failures()
             .filter(|o| o.state == OutcomeState::Stopped)
             .count() as i64;
-        let failed = report.failures().count() as i64 - stopped;
-        let total = 1 + plan.tenants.len() as i64;
-        let skipped = report.not_reached.len() as i64;
-        let totals = RunTotals {
-            total,
-            ok: total - failed - stopped - skipped,
-            failed,
-            skipped,
+        let totals = RunTotals::of_run(
+            1 + plan.tenants.len() as i64,
+            report.failures().count() as i64,
             stopped,
-        };
-        let outcome = if report.stopped == Some(StopReason::Shutdown) {
-            "stopped"
-        } else if report.is_success() {
-            "succeeded"
-        } else {
-            "failed"
-        };
+            report.not_reached.len() as i64,
+        );
         drop(cx);
         // As for migrate: a ledger that cannot be written is said in the
         // report, never a reason to lose it.
         report.ledger_error = led
-            .finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await
-            .err();
+            .close_run(report.stopped, report.is_success(), &totals)
+            .await;
         Ok(report)
     }
 

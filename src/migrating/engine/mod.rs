@@ -161,20 +161,16 @@ impl RunReport {
     /// The run's totals as the ledger records them: a schema stopped by
     /// Ctrl-C or SIGTERM is stopped, not failed.
     pub fn totals(&self) -> RunTotals {
-        let total = self.plan.tenants.len() as i64 + self.plan.shared.is_some() as i64;
         let stopped = self
             .failures()
             .filter(|o| o.state == OutcomeState::Stopped)
             .count() as i64;
-        let failed = self.failures().count() as i64 - stopped;
-        let skipped = self.not_reached.len() as i64;
-        RunTotals {
-            total,
-            ok: total - failed - stopped - skipped,
-            failed,
-            skipped,
+        RunTotals::of_run(
+            self.plan.tenants.len() as i64 + self.plan.shared.is_some() as i64,
+            self.failures().count() as i64,
             stopped,
-        }
+            self.not_reached.len() as i64,
+        )
     }
 
     /// True when every selected schema ended at head.

@@ -134,20 +134,12 @@ impl Engine {
         report.duration_ms = started.elapsed().as_millis() as u64;
 
         let totals = report.totals();
-        let outcome = if report.stopped == Some(StopReason::Shutdown) {
-            "stopped"
-        } else if report.is_success() {
-            "succeeded"
-        } else {
-            "failed"
-        };
         drop(cx);
         // The report is the run's truth; a ledger that cannot be written is
         // said in it, never a reason to lose it.
         report.ledger_error = led
-            .finish(outcome, &totals, report.stopped.map(|r| r.describe()))
-            .await
-            .err();
+            .close_run(report.stopped, report.is_success(), &totals)
+            .await;
         Ok(report)
     }
 
