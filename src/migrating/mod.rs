@@ -10,3 +10,4 @@ pub mod lint;
 pub mod migration;
 pub mod repair;
 pub mod state;
+pub mod statements;
