@@ -7,8 +7,8 @@ use std::path::Path;
 use pg_query::protobuf::node::Node as N;
 use pg_query::protobuf::{
     AlterTableCmd, AlterTableStmt, AlterTableType, ColumnDef, ConstrType, Constraint, DropStmt,
-    IndexStmt, Node, ObjectType, RangeVar, ReindexObjectType, ReindexStmt, RenameStmt,
-    TransactionStmt, TransactionStmtKind,
+    IndexStmt, Node, ObjectType, PartitionCmd, RangeVar, ReindexObjectType, ReindexStmt,
+    RenameStmt, TransactionStmt, TransactionStmtKind,
 };
 
 use super::walk::{name_parts, object_name, rel_name};
@@ -210,22 +210,8 @@ impl<'a> Linter<'a> {
                 ),
             ),
             AlterTableType::AtAddConstraint if existing => {
-                if let Some(N::Constraint(c)) = def
-                    && needs_not_valid(c)
-                {
-                    let kind = constraint_kind(c);
-                    let name = if c.conname.is_empty() {
-                        kind.to_string()
-                    } else {
-                        format!("CONSTRAINT {} {kind}", c.conname)
-                    };
-                    self.push(
-                        line,
-                        Rule::ConstraintWithoutNotValid,
-                        format!(
-                            "ADD {name} on existing table {table} without NOT VALID (every row is checked while writes wait)"
-                        ),
-                    );
+                if let Some(N::Constraint(c)) = def {
+                    self.add_constraint(c, table, line);
                 }
             }
             AlterTableType::AtDropColumn if existing => self.push(
@@ -237,21 +223,47 @@ impl<'a> Linter<'a> {
                 ),
             ),
             AlterTableType::AtDetachPartition if !self.no_tx => {
-                if let Some(N::PartitionCmd(p)) = def
-                    && p.concurrent
-                {
-                    self.push(
-                        line,
-                        Rule::ConcurrentlyInTransaction,
-                        format!(
-                            "ALTER TABLE {table} DETACH PARTITION {} CONCURRENTLY in a file without `-- no-transaction` (PostgreSQL refuses it inside a transaction block)",
-                            rel_name(p.name.as_ref())
-                        ),
-                    );
+                if let Some(N::PartitionCmd(p)) = def {
+                    self.detach_partition(p, table, line);
                 }
             }
             _ => {}
         }
+    }
+
+    /// `ADD CONSTRAINT` on an existing table.
+    fn add_constraint(&mut self, c: &Constraint, table: &str, line: usize) {
+        if !needs_not_valid(c) {
+            return;
+        }
+        let kind = constraint_kind(c);
+        let name = if c.conname.is_empty() {
+            kind.to_string()
+        } else {
+            format!("CONSTRAINT {} {kind}", c.conname)
+        };
+        self.push(
+            line,
+            Rule::ConstraintWithoutNotValid,
+            format!(
+                "ADD {name} on existing table {table} without NOT VALID (every row is checked while writes wait)"
+            ),
+        );
+    }
+
+    /// `DETACH PARTITION` in a transactional file.
+    fn detach_partition(&mut self, p: &PartitionCmd, table: &str, line: usize) {
+        if !p.concurrent {
+            return;
+        }
+        self.push(
+            line,
+            Rule::ConcurrentlyInTransaction,
+            format!(
+                "ALTER TABLE {table} DETACH PARTITION {} CONCURRENTLY in a file without `-- no-transaction` (PostgreSQL refuses it inside a transaction block)",
+                rel_name(p.name.as_ref())
+            ),
+        );
     }
 
     fn add_column(&mut self, col: &ColumnDef, table: &str, line: usize) {
