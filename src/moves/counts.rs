@@ -16,7 +16,8 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
 use super::files::Copies;
-use super::{MoveCtx, SchemaMove, StepFail, TableCount};
+use super::steps::StepFail;
+use super::{MoveCtx, SchemaMove, TableCount};
 use crate::events::{Event, Phase};
 use crate::ident::quote_ident;
 
