@@ -12,7 +12,10 @@ use sqlx::postgres::PgConnection;
 
 use super::steps::{StepFail, run_step};
 use super::store::Checkpoint;
-use super::{CHECK, MoveCtx, MoveOptions, MoveOutcome, MoveReport, SchemaMove, StepOutcome, store};
+use super::{
+    CHECK, Loaded, MoveCtx, MoveOptions, MoveOutcome, MovePlan, MoveReport, SchemaMove,
+    StepOutcome, store,
+};
 use crate::config::Strategy;
 use crate::db::{self, LockMode};
 use crate::engine::{Engine, RunCtx, describe_db_error};
@@ -60,27 +63,7 @@ impl Engine {
 
         // One move of a version at a time.
         let lock_name = format!("migrate-to {}", opts.version);
-        let mut guard = self.connection().await?;
-        match db::acquire(
-            &mut guard,
-            &lock_name,
-            LockMode::Exclusive,
-            s.lock_wait,
-            Some(&s.control_schema),
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(db::LockFailure::Busy(why)) => {
-                return Err(Error::Usage {
-                    message: format!(
-                        "another tenantmig migrate-to {} is running: {why}",
-                        opts.version
-                    ),
-                });
-            }
-            Err(db::LockFailure::Db(e)) => return Err(Error::db("locking the move")(e)),
-        }
+        let mut guard = self.lock_move(&lock_name, &opts.version).await?;
 
         let (free, _) = db::free_connections(&mut control)
             .await
@@ -97,132 +80,15 @@ impl Engine {
         self.sink.emit(Event::RunStarted { run_id: led.run_id });
         report.run_id = Some(led.run_id);
 
-        // Workers migrate targets with the version's shared schema on their
-        // search path.
-        let mut run_settings = s.clone();
-        run_settings.shared_schema = loaded.v.shared_schema.clone();
-        run_settings.create_missing_schemas = false;
-        let cx = Arc::new(MoveCtx {
-            run: RunCtx::start(
-                run_settings,
-                self.connect
-                    .clone()
-                    .application_name(&db::run_application_name(led.run_id)),
-                self.sink.clone(),
-                led.sender(),
-                shutdown,
-                crate::state::Goal::Head,
-                // A move's targets are made by its own steps before they
-                // are migrated: none may be created by the migration.
-                Default::default(),
-            ),
-            version: opts.version.clone(),
-            control: s.control_schema.clone(),
-            run_id: led.run_id,
-            copier: self.quiet_copier(),
-            copy_jobs: s.jobs,
-            source_shared: s.shared_schema.clone(),
-            warned: Mutex::new(HashSet::new()),
-            loaded,
-        });
+        let cx = self.move_ctx(opts, loaded, &led, shutdown);
 
-        // Shared phase: its copy or build and data moves, before any tenant.
-        let shared_ok;
-        {
-            let m = &plan.shared;
-            let pending = !m.is_complete();
-            self.sink.emit(Event::PhaseStarted {
-                phase: Phase::Shared,
-                schemas: pending as usize,
-                jobs: 1,
-            });
-            let mut conn = None;
-            let out = run_schema(&cx, &mut conn, m, false).await;
-            if let Some(c) = conn {
-                let _ = c.close().await;
-            }
-            shared_ok = !out.state.is_failure();
-            if !shared_ok {
-                cx.run.halt(StopReason::SharedFailed);
-            }
-            if pending || !shared_ok {
-                report.shared = Some(out);
-            }
-        }
-
-        // Tenant phase.
-        let mut work = Vec::new();
-        for t in &plan.tenants {
-            if let Some(r) = &t.refused {
-                let mut o = MoveOutcome::new(t);
-                o.state = OutcomeState::Refused;
-                o.error = Some(r.clone());
-                let so = o.as_schema_outcome();
-                cx.run.record_finished(&so);
-                self.sink.emit(Event::SchemaFinished { outcome: so });
-                report.tenants.push(o);
-            } else if !t.is_complete() {
-                work.push(t.clone());
-            }
-        }
-        if shared_ok && !work.is_empty() && !cx.run.stopped() {
-            // Each tenant holds one connection; a copy opens two more
-            // (its control and snapshot connections) besides its own.
-            let per = match cx.loaded.v.strategy {
-                Strategy::Clone => 4,
-                Strategy::Reshape => 1,
-            };
-            let cap = (((free - 2).max(1)) as usize / per).max(1);
-            let mut jobs = s.jobs.min(work.len());
-            if jobs > cap {
-                self.sink.emit(Event::Warning {
-                    message: format!(
-                        "--jobs {} needs about {} connections; {} are free for this database and role, so {cap} tenants move at once",
-                        s.jobs,
-                        s.jobs * per,
-                        free
-                    ),
-                });
-                jobs = cap;
-            }
-            self.sink.emit(Event::MoveStarted {
-                version: opts.version.clone(),
-                tenants: work.len(),
-                jobs,
-            });
-            self.sink.emit(Event::PhaseStarted {
-                phase: Phase::Tenant,
-                schemas: work.len(),
-                jobs,
-            });
-            let (done, not_reached) = tenant_pool(cx.clone(), work, jobs).await;
-            report.tenants.extend(done);
-            report.not_reached = not_reached;
-        } else if !work.is_empty() {
-            report.not_reached = work.into_iter().map(|t| t.source).collect();
-        }
+        let shared_ok = shared_phase(&cx, &plan.shared, &mut report).await;
+        tenant_phase(&cx, &plan, shared_ok, free, &mut report).await;
 
         // The shared schema's checks run last: sequences must pass the ids
         // every tenant brought into a consolidated schema.
         if shared_ok && !cx.run.shutdown.load(Ordering::SeqCst) {
-            let mut conn = None;
-            let out = run_schema(&cx, &mut conn, &plan.shared, true).await;
-            if let Some(c) = conn {
-                let _ = c.close().await;
-            }
-            let failed = out.state.is_failure();
-            match report.shared.as_mut() {
-                Some(prev) => {
-                    prev.steps.extend(out.steps);
-                    prev.counts = out.counts;
-                    if failed {
-                        prev.state = out.state;
-                        prev.error = out.error;
-                    }
-                }
-                None if failed => report.shared = Some(out),
-                None => {}
-            }
+            shared_check(&cx, &plan.shared, &mut report).await;
         }
         let _ = db::unlock(&mut guard, &lock_name, LockMode::Exclusive).await;
         let _ = guard.close().await;
@@ -246,6 +112,177 @@ impl Engine {
             .close_run(report.stopped, report.is_success(), &totals)
             .await;
         Ok(report)
+    }
+
+    /// What the move's workers share.
+    fn move_ctx(
+        &self,
+        opts: &MoveOptions,
+        loaded: Loaded,
+        led: &Ledger,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Arc<MoveCtx> {
+        // Workers migrate targets with the version's shared schema on their
+        // search path.
+        let s = &self.settings;
+        let mut run_settings = s.clone();
+        run_settings.shared_schema = loaded.v.shared_schema.clone();
+        run_settings.create_missing_schemas = false;
+        Arc::new(MoveCtx {
+            run: RunCtx::start(
+                run_settings,
+                self.connect
+                    .clone()
+                    .application_name(&db::run_application_name(led.run_id)),
+                self.sink.clone(),
+                led.sender(),
+                shutdown,
+                crate::state::Goal::Head,
+                // A move's targets are made by its own steps before they
+                // are migrated: none may be created by the migration.
+                Default::default(),
+            ),
+            version: opts.version.clone(),
+            control: s.control_schema.clone(),
+            run_id: led.run_id,
+            copier: self.quiet_copier(),
+            copy_jobs: s.jobs,
+            source_shared: s.shared_schema.clone(),
+            warned: Mutex::new(HashSet::new()),
+            loaded,
+        })
+    }
+
+    /// Takes the lock that allows one move of a version at a time, on a
+    /// connection of its own.
+    async fn lock_move(&self, lock_name: &str, version: &str) -> Result<PgConnection> {
+        let s = &self.settings;
+        let mut guard = self.connection().await?;
+        match db::acquire(
+            &mut guard,
+            lock_name,
+            LockMode::Exclusive,
+            s.lock_wait,
+            Some(&s.control_schema),
+        )
+        .await
+        {
+            Ok(()) => Ok(guard),
+            Err(db::LockFailure::Busy(why)) => Err(Error::Usage {
+                message: format!("another tenantmig migrate-to {version} is running: {why}"),
+            }),
+            Err(db::LockFailure::Db(e)) => Err(Error::db("locking the move")(e)),
+        }
+    }
+}
+
+/// Shared phase: its copy or build and data moves, before any tenant.
+/// Returns false when it failed (the run is then halted).
+async fn shared_phase(cx: &MoveCtx, m: &SchemaMove, report: &mut MoveReport) -> bool {
+    let pending = !m.is_complete();
+    cx.run.sink.emit(Event::PhaseStarted {
+        phase: Phase::Shared,
+        schemas: pending as usize,
+        jobs: 1,
+    });
+    let mut conn = None;
+    let out = run_schema(cx, &mut conn, m, false).await;
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+    let shared_ok = !out.state.is_failure();
+    if !shared_ok {
+        cx.run.halt(StopReason::SharedFailed);
+    }
+    if pending || !shared_ok {
+        report.shared = Some(out);
+    }
+    shared_ok
+}
+
+/// Tenant phase: refused tenants are reported, the others not yet
+/// moved go to the pool (or are not reached when the shared phase
+/// failed or the run stopped). `free` is the server's free connections.
+async fn tenant_phase(
+    cx: &Arc<MoveCtx>,
+    plan: &MovePlan,
+    shared_ok: bool,
+    free: i64,
+    report: &mut MoveReport,
+) {
+    let s = &cx.run.settings;
+    let mut work = Vec::new();
+    for t in &plan.tenants {
+        if let Some(r) = &t.refused {
+            let mut o = MoveOutcome::new(t);
+            o.state = OutcomeState::Refused;
+            o.error = Some(r.clone());
+            let so = o.as_schema_outcome();
+            cx.run.record_finished(&so);
+            cx.run.sink.emit(Event::SchemaFinished { outcome: so });
+            report.tenants.push(o);
+        } else if !t.is_complete() {
+            work.push(t.clone());
+        }
+    }
+    if shared_ok && !work.is_empty() && !cx.run.stopped() {
+        // Each tenant holds one connection; a copy opens two more
+        // (its control and snapshot connections) besides its own.
+        let per = match cx.loaded.v.strategy {
+            Strategy::Clone => 4,
+            Strategy::Reshape => 1,
+        };
+        let cap = (((free - 2).max(1)) as usize / per).max(1);
+        let mut jobs = s.jobs.min(work.len());
+        if jobs > cap {
+            cx.run.sink.emit(Event::Warning {
+                message: format!(
+                    "--jobs {} needs about {} connections; {} are free for this database and role, so {cap} tenants move at once",
+                    s.jobs,
+                    s.jobs * per,
+                    free
+                ),
+            });
+            jobs = cap;
+        }
+        cx.run.sink.emit(Event::MoveStarted {
+            version: cx.version.clone(),
+            tenants: work.len(),
+            jobs,
+        });
+        cx.run.sink.emit(Event::PhaseStarted {
+            phase: Phase::Tenant,
+            schemas: work.len(),
+            jobs,
+        });
+        let (done, not_reached) = tenant_pool(cx.clone(), work, jobs).await;
+        report.tenants.extend(done);
+        report.not_reached = not_reached;
+    } else if !work.is_empty() {
+        report.not_reached = work.into_iter().map(|t| t.source).collect();
+    }
+}
+
+/// The shared schema's final check, after the tenants; its steps and
+/// counts join the shared schema's outcome.
+async fn shared_check(cx: &MoveCtx, shared: &SchemaMove, report: &mut MoveReport) {
+    let mut conn = None;
+    let out = run_schema(cx, &mut conn, shared, true).await;
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+    let failed = out.state.is_failure();
+    match report.shared.as_mut() {
+        Some(prev) => {
+            prev.steps.extend(out.steps);
+            prev.counts = out.counts;
+            if failed {
+                prev.state = out.state;
+                prev.error = out.error;
+            }
+        }
+        None if failed => report.shared = Some(out),
+        None => {}
     }
 }
 
@@ -347,33 +384,8 @@ async fn run_steps(
     final_check: bool,
     out: &mut MoveOutcome,
 ) -> bool {
-    let s = &cx.run.settings;
-    // The source is only read (cloned, or read by the data moves): shared,
-    // so that copies of it may run beside the move but no change can.
-    match db::acquire(
-        conn,
-        &m.source,
-        LockMode::Shared,
-        s.lock_wait,
-        Some(&s.control_schema),
-    )
-    .await
-    {
-        Ok(()) => {}
-        Err(db::LockFailure::Busy(message)) => {
-            out.state = OutcomeState::Failed;
-            out.error = Some(message);
-            return false;
-        }
-        Err(db::LockFailure::Db(e)) => {
-            out.state = OutcomeState::Failed;
-            out.error = Some(format!(
-                "while locking schema {}: {}",
-                m.source,
-                describe_db_error(&e)
-            ));
-            return true;
-        }
+    if let Err(broken) = lock_source(cx, conn, m, out).await {
+        return broken;
     }
     let mut broken = false;
     for step in &m.steps {
@@ -400,104 +412,9 @@ async fn run_steps(
             ));
             break;
         }
-        let t0 = Instant::now();
-        let cp = |state, rows: (Option<i64>, Option<i64>), error| Checkpoint {
-            version: &cx.version,
-            source: &m.source,
-            step,
-            target: &m.target,
-            state,
-            run_id: Some(cx.run_id),
-            rows_read: rows.0,
-            rows_written: rows.1,
-            error,
-            duration_ms: Some(t0.elapsed().as_millis() as i64),
-        };
-        if let Err(e) =
-            store::checkpoint(conn, &cx.control, &cp("running", (None, None), None)).await
-        {
-            out.state = OutcomeState::Failed;
-            out.error = Some(format!(
-                "while recording step {step}: {}",
-                describe_db_error(&e)
-            ));
-            broken = true;
+        if let Err(b) = run_checkpointed(cx, conn, m, step, out).await {
+            broken = b;
             break;
-        }
-        let r = run_step(cx, conn, m, step, out).await;
-        match r {
-            Ok(rows) => {
-                // Copies, creations and data moves already wrote their
-                // checkpoint in their own transaction; this adds the counts
-                // and the time.
-                if let Err(e) = store::checkpoint(conn, &cx.control, &cp("done", rows, None)).await
-                {
-                    out.state = OutcomeState::Failed;
-                    out.error = Some(format!(
-                        "while recording step {step}: {}",
-                        describe_db_error(&e)
-                    ));
-                    broken = true;
-                    break;
-                }
-                out.steps.push(StepOutcome {
-                    step: step.clone(),
-                    state: "done".into(),
-                    rows_read: rows.0,
-                    rows_written: rows.1,
-                    duration_ms: t0.elapsed().as_millis() as u64,
-                });
-                cx.run.sink.emit(Event::MoveStepDone {
-                    phase: m.phase,
-                    schema: m.source.clone(),
-                    step: step.clone(),
-                    rows_read: rows.0,
-                    rows_written: rows.1,
-                    duration_ms: t0.elapsed().as_millis() as u64,
-                });
-            }
-            Err(StepFail {
-                message,
-                broken: b,
-                stopped,
-            }) => {
-                broken = b;
-                let msg = format!("step {step}: {message}");
-                if b {
-                    // The connection may be in an aborted state; record on
-                    // a fresh one.
-                    if let Ok(mut c2) = db::connect(&cx.run.connect).await {
-                        let _ = store::checkpoint(
-                            &mut c2,
-                            &cx.control,
-                            &cp("failed", (None, None), Some(&msg)),
-                        )
-                        .await;
-                        let _ = c2.close().await;
-                    }
-                } else {
-                    let _ = store::checkpoint(
-                        conn,
-                        &cx.control,
-                        &cp("failed", (None, None), Some(&msg)),
-                    )
-                    .await;
-                }
-                out.state = if stopped {
-                    OutcomeState::Stopped
-                } else {
-                    OutcomeState::Failed
-                };
-                out.error = Some(msg);
-                out.steps.push(StepOutcome {
-                    step: step.clone(),
-                    state: "failed".into(),
-                    rows_read: None,
-                    rows_written: None,
-                    duration_ms: t0.elapsed().as_millis() as u64,
-                });
-                break;
-            }
         }
     }
     if !broken {
@@ -509,4 +426,141 @@ async fn run_steps(
         broken = !matches!(cleanup, Ok(true));
     }
     broken
+}
+
+/// Takes the source's advisory lock for the steps of `m`. On failure, says
+/// so in `out` and returns whether the connection must be dropped.
+async fn lock_source(
+    cx: &MoveCtx,
+    conn: &mut PgConnection,
+    m: &SchemaMove,
+    out: &mut MoveOutcome,
+) -> Result<(), bool> {
+    let s = &cx.run.settings;
+    // The source is only read (cloned, or read by the data moves): shared,
+    // so that copies of it may run beside the move but no change can.
+    match db::acquire(
+        conn,
+        &m.source,
+        LockMode::Shared,
+        s.lock_wait,
+        Some(&s.control_schema),
+    )
+    .await
+    {
+        Ok(()) => Ok(()),
+        Err(db::LockFailure::Busy(message)) => {
+            out.state = OutcomeState::Failed;
+            out.error = Some(message);
+            Err(false)
+        }
+        Err(db::LockFailure::Db(e)) => {
+            out.state = OutcomeState::Failed;
+            out.error = Some(format!(
+                "while locking schema {}: {}",
+                m.source,
+                describe_db_error(&e)
+            ));
+            Err(true)
+        }
+    }
+}
+
+/// Runs one step between its `running` checkpoint and its `done` or
+/// `failed` one, and adds it to `out`. On failure, the steps of the schema
+/// stop; the error says whether the connection must be dropped.
+async fn run_checkpointed(
+    cx: &MoveCtx,
+    conn: &mut PgConnection,
+    m: &SchemaMove,
+    step: &str,
+    out: &mut MoveOutcome,
+) -> Result<(), bool> {
+    let t0 = Instant::now();
+    let cp = |state, rows: (Option<i64>, Option<i64>), error| Checkpoint {
+        version: &cx.version,
+        source: &m.source,
+        step,
+        target: &m.target,
+        state,
+        run_id: Some(cx.run_id),
+        rows_read: rows.0,
+        rows_written: rows.1,
+        error,
+        duration_ms: Some(t0.elapsed().as_millis() as i64),
+    };
+    if let Err(e) = store::checkpoint(conn, &cx.control, &cp("running", (None, None), None)).await {
+        out.state = OutcomeState::Failed;
+        out.error = Some(format!(
+            "while recording step {step}: {}",
+            describe_db_error(&e)
+        ));
+        return Err(true);
+    }
+    match run_step(cx, conn, m, step, out).await {
+        Ok(rows) => {
+            // Copies, creations and data moves already wrote their
+            // checkpoint in their own transaction; this adds the counts
+            // and the time.
+            if let Err(e) = store::checkpoint(conn, &cx.control, &cp("done", rows, None)).await {
+                out.state = OutcomeState::Failed;
+                out.error = Some(format!(
+                    "while recording step {step}: {}",
+                    describe_db_error(&e)
+                ));
+                return Err(true);
+            }
+            out.steps.push(StepOutcome {
+                step: step.to_string(),
+                state: "done".into(),
+                rows_read: rows.0,
+                rows_written: rows.1,
+                duration_ms: t0.elapsed().as_millis() as u64,
+            });
+            cx.run.sink.emit(Event::MoveStepDone {
+                phase: m.phase,
+                schema: m.source.clone(),
+                step: step.to_string(),
+                rows_read: rows.0,
+                rows_written: rows.1,
+                duration_ms: t0.elapsed().as_millis() as u64,
+            });
+            Ok(())
+        }
+        Err(StepFail {
+            message,
+            broken,
+            stopped,
+        }) => {
+            let msg = format!("step {step}: {message}");
+            record_failure(cx, conn, broken, &cp("failed", (None, None), Some(&msg))).await;
+            out.state = if stopped {
+                OutcomeState::Stopped
+            } else {
+                OutcomeState::Failed
+            };
+            out.error = Some(msg);
+            out.steps.push(StepOutcome {
+                step: step.to_string(),
+                state: "failed".into(),
+                rows_read: None,
+                rows_written: None,
+                duration_ms: t0.elapsed().as_millis() as u64,
+            });
+            Err(broken)
+        }
+    }
+}
+
+/// Records a failed step, on a fresh connection when `broken` (the step's
+/// may be in an aborted state). Best effort: the outcome says the failure.
+async fn record_failure(cx: &MoveCtx, conn: &mut PgConnection, broken: bool, cp: &Checkpoint<'_>) {
+    if broken {
+        if let Ok(mut c2) = db::connect(&cx.run.connect).await {
+            let _ = store::checkpoint(&mut c2, &cx.control, cp).await;
+            let _ = c2.close().await;
+        }
+    } else {
+        let _ = store::checkpoint(conn, &cx.control, cp).await;
+    }
 }
