@@ -7,17 +7,18 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::files::Expect;
+use super::store::StepRow;
 use super::{
     CHECK, COPY, CREATE, Loaded, MIGRATE, MoveOptions, MovePlan, SchemaMove, StepPlan, files, store,
 };
-use crate::config::Strategy;
+use crate::config::{Strategy, VersionSettings};
 use crate::db;
 use crate::engine::{Engine, Selection, describe_db_error};
 use crate::error::{Error, Result};
 use crate::events::Phase;
 use crate::ident::validate_schema_name;
 use crate::migration::MigrationSet;
-use crate::state::SchemaState;
+use crate::state::{SchemaState, SchemaStatus};
 
 impl Engine {
     pub(super) fn load_version(&self, name: &str) -> Result<Loaded> {
@@ -169,26 +170,7 @@ impl Engine {
             ..opts.selection.clone()
         };
         let status = self.status_with(conn, &selection).await?;
-        let control_exists = crate::ledger::ledger_exists(conn, &s.control_schema).await?;
-        let (done, created, cut) = if control_exists && self.has_move_tables(conn).await? {
-            let c = &s.control_schema;
-            (
-                store::steps(conn, c, version)
-                    .await
-                    .map_err(Error::db("reading the move's checkpoints"))?,
-                store::created(conn, c, version)
-                    .await
-                    .map_err(Error::db("reading the move's schemas"))?
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect::<HashSet<String>>(),
-                store::cutover(conn, c, version)
-                    .await
-                    .map_err(Error::db("reading the version's cut-over"))?,
-            )
-        } else {
-            Default::default()
-        };
+        let (done, created, cut) = self.move_records(conn, version).await?;
         if let Some((state, _)) = &cut
             && state == "live"
         {
@@ -240,25 +222,7 @@ impl Engine {
             done: done_of(&s.shared_schema),
             refused: None,
         };
-        if foreign(&v.shared_schema) {
-            shared.refused = Some(format!(
-                "the target schema {} exists and was not created by migrate-to {version}; drop or rename it, or choose another shared_schema",
-                v.shared_schema
-            ));
-        } else if shared_src.state == SchemaState::Missing {
-            shared.refused = Some(format!(
-                "the shared schema {} does not exist",
-                s.shared_schema
-            ));
-        } else if shared_src.state.is_refused()
-            || (v.strategy == Strategy::Reshape && shared_src.state != SchemaState::UpToDate)
-        {
-            shared.refused = Some(format!(
-                "the shared schema {} is {} for the current shared migrations; data moves are written for their head: run tenantmig migrate --shared-only first",
-                s.shared_schema,
-                shared_src.state.label()
-            ));
-        }
+        shared.refused = shared_refusal(v, shared_src, foreign(&v.shared_schema), version);
         if let Some(r) = &shared.refused {
             return Err(Error::Usage {
                 message: format!("cannot move to {version}: {r}"),
@@ -277,25 +241,8 @@ impl Engine {
                 done: done_of(&t.schema),
                 refused: None,
             };
-            m.refused = if t.state == SchemaState::InvalidName {
-                Some(t.detail.clone().unwrap_or_else(|| "invalid name".into()))
-            } else if t.state == SchemaState::Missing {
-                Some(format!("schema {} does not exist", t.schema))
-            } else if t.state.is_refused() {
-                Some(format!(
-                    "its history is {} ({}); see tenantmig status",
-                    t.state.label(),
-                    t.detail.clone().unwrap_or_default()
-                ))
-            } else if v.strategy == Strategy::Reshape && t.state != SchemaState::UpToDate {
-                Some(format!(
-                    "it is {} (at {}) for the current tenant migrations; data moves are written for their head: run tenantmig migrate --tenant {} first",
-                    t.state.label(),
-                    t.applied_version
-                        .map(|v| self.tenant_set.fmt_version(v).to_string())
-                        .unwrap_or_else(|| "nothing".into()),
-                    t.schema
-                ))
+            m.refused = if let Some(r) = self.tenant_state_refusal(v, t) {
+                Some(r)
             } else if let Err(e) = validate_schema_name(&target) {
                 Some(format!("its target name is not usable: {e}"))
             } else if !v.consolidates() && foreign(&target) {
@@ -312,18 +259,7 @@ impl Engine {
             };
             tenants.push(m);
         }
-        let mut to_create = Vec::new();
-        if !existing.contains_key(&v.shared_schema) {
-            to_create.push(v.shared_schema.clone());
-        }
-        if !v.consolidates() {
-            to_create.extend(
-                tenants
-                    .iter()
-                    .filter(|t| t.refused.is_none() && !existing.contains_key(&t.target))
-                    .map(|t| t.target.clone()),
-            );
-        }
+        let to_create = to_create(v, &tenants, |t| existing.contains_key(t));
         Ok(MovePlan {
             version: version.to_string(),
             strategy: v.strategy,
@@ -335,6 +271,56 @@ impl Engine {
             tenant_steps,
             source: status.source.unwrap_or_default(),
         })
+    }
+
+    /// What the control schema knows of the move to `version`: each
+    /// source's step checkpoints, the schemas the move created, and its
+    /// cut-over. Nothing before the first move.
+    async fn move_records(&self, conn: &mut PgConnection, version: &str) -> Result<MoveRecords> {
+        let c = &self.settings.control_schema;
+        if !crate::ledger::ledger_exists(conn, c).await? || !self.has_move_tables(conn).await? {
+            return Ok(Default::default());
+        }
+        Ok((
+            store::steps(conn, c, version)
+                .await
+                .map_err(Error::db("reading the move's checkpoints"))?,
+            store::created(conn, c, version)
+                .await
+                .map_err(Error::db("reading the move's schemas"))?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<HashSet<String>>(),
+            store::cutover(conn, c, version)
+                .await
+                .map_err(Error::db("reading the version's cut-over"))?,
+        ))
+    }
+
+    /// Why a tenant cannot move, from its state alone, or None.
+    fn tenant_state_refusal(&self, v: &VersionSettings, t: &SchemaStatus) -> Option<String> {
+        if t.state == SchemaState::InvalidName {
+            Some(t.detail.clone().unwrap_or_else(|| "invalid name".into()))
+        } else if t.state == SchemaState::Missing {
+            Some(format!("schema {} does not exist", t.schema))
+        } else if t.state.is_refused() {
+            Some(format!(
+                "its history is {} ({}); see tenantmig status",
+                t.state.label(),
+                t.detail.clone().unwrap_or_default()
+            ))
+        } else if v.strategy == Strategy::Reshape && t.state != SchemaState::UpToDate {
+            Some(format!(
+                "it is {} (at {}) for the current tenant migrations; data moves are written for their head: run tenantmig migrate --tenant {} first",
+                t.state.label(),
+                t.applied_version
+                    .map(|v| self.tenant_set.fmt_version(v).to_string())
+                    .unwrap_or_else(|| "nothing".into()),
+                t.schema
+            ))
+        } else {
+            None
+        }
     }
 
     pub(super) async fn has_move_tables(&self, conn: &mut PgConnection) -> Result<bool> {
@@ -372,4 +358,63 @@ async fn tenant_ids(conn: &mut PgConnection, query: &str) -> Result<HashMap<Stri
             ))
         })
         .collect())
+}
+
+/// Each source's step checkpoints, the schemas the move created, and the
+/// version's cut-over (state and renames), as the control schema has them.
+type MoveRecords = (
+    HashMap<String, HashMap<String, StepRow>>,
+    HashSet<String>,
+    Option<(String, Vec<(String, String)>)>,
+);
+
+/// Why the shared schema cannot move, or None. `foreign`: its target
+/// exists and was not created by this move.
+fn shared_refusal(
+    v: &VersionSettings,
+    src: &SchemaStatus,
+    foreign: bool,
+    version: &str,
+) -> Option<String> {
+    if foreign {
+        Some(format!(
+            "the target schema {} exists and was not created by migrate-to {version}; drop or rename it, or choose another shared_schema",
+            v.shared_schema
+        ))
+    } else if src.state == SchemaState::Missing {
+        Some(format!("the shared schema {} does not exist", src.schema))
+    } else if src.state.is_refused()
+        || (v.strategy == Strategy::Reshape && src.state != SchemaState::UpToDate)
+    {
+        Some(format!(
+            "the shared schema {} is {} for the current shared migrations; data moves are written for their head: run tenantmig migrate --shared-only first",
+            src.schema,
+            src.state.label()
+        ))
+    } else {
+        None
+    }
+}
+
+/// The target schemas the move will create: the shared one and, unless the
+/// version consolidates, every tenant's that may move, when they do not
+/// exist yet.
+fn to_create(
+    v: &VersionSettings,
+    tenants: &[SchemaMove],
+    exists: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut to_create = Vec::new();
+    if !exists(&v.shared_schema) {
+        to_create.push(v.shared_schema.clone());
+    }
+    if !v.consolidates() {
+        to_create.extend(
+            tenants
+                .iter()
+                .filter(|t| t.refused.is_none() && !exists(&t.target))
+                .map(|t| t.target.clone()),
+        );
+    }
+    to_create
 }
