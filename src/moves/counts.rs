@@ -16,7 +16,8 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
 use super::files::Copies;
-use super::{MoveCtx, SchemaMove, StepFail, TableCount};
+use super::steps::StepFail;
+use super::{MoveCtx, SchemaMove, TableCount};
 use crate::events::{Event, Phase};
 use crate::ident::quote_ident;
 
@@ -125,7 +126,6 @@ pub(super) async fn final_counts(
 ) -> Result<(), StepFail> {
     let v = &cx.loaded.v;
     let consolidated_tenant = m.phase == Phase::Tenant && v.consolidates();
-    let history = &cx.run.settings.history_table;
     let declared: Vec<(String, Copies)> = match m.phase {
         Phase::Shared => &cx.loaded.shared_moves,
         Phase::Tenant => &cx.loaded.tenant_moves,
@@ -138,32 +138,7 @@ pub(super) async fn final_counts(
     })
     .collect();
     let tenant_column = v.tenant_column.as_deref().filter(|_| consolidated_tenant);
-    // language=SQL
-    let tables: Vec<(String, String, bool)> = sqlx::query_as(
-        "SELECT n.nspname::text, c.relname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = c.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped) \
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname IN ($1, $2) AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
-           AND c.relname <> $3 \
-         ORDER BY 2",
-    )
-    .bind(&m.source)
-    .bind(&m.target)
-    .bind(history)
-    .bind(tenant_column.unwrap_or(""))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(StepFail::db)?;
-    let source_tables: Vec<String> = tables
-        .iter()
-        .filter(|(n, _, _)| *n == m.source)
-        .map(|(_, t, _)| t.clone())
-        .collect();
-    let target_tables: BTreeMap<String, bool> = tables
-        .iter()
-        .filter(|(n, _, _)| *n == m.target)
-        .map(|(_, t, has)| (t.clone(), *has))
-        .collect();
+    let (source_tables, target_tables) = schema_tables(cx, conn, m, tenant_column).await?;
     // A consolidated tenant's rows are told apart by its id.
     let filter = match (tenant_column, m.tenant_id.as_deref()) {
         (Some(col), Some(id)) => Some((col, id)),
@@ -202,55 +177,8 @@ pub(super) async fn final_counts(
     let with_column = tenant_column
         .map(|c| format!(" with a column {c}"))
         .unwrap_or_default();
-    let list = |t: &[String]| {
-        let mut s = t.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-        if t.len() > 10 {
-            s.push_str(", ...");
-        }
-        s
-    };
     if plan.compared.is_empty() {
-        if source_tables.is_empty() {
-            return Ok(());
-        }
-        let unattributable_reason = unattributable.is_some();
-        let why = unattributable.unwrap_or_else(|| {
-            format!(
-                "none of the {} table(s) of {} ({}) has a table of the same name in {}{with_column}, and no data-move file declares what it copies",
-                source_tables.len(),
-                m.source,
-                list(&source_tables),
-                m.target
-            )
-        });
-        if v.requires_counts() {
-            let declare = if unattributable_reason {
-                "Or".to_string()
-            } else {
-                format!(
-                    "Declare each table a data-move file copies in its leading comments, `-- copies: <source table> -> <target table>` (e.g. `-- copies: {} -> <its table in {}>`), or",
-                    source_tables[0], m.target
-                )
-            };
-            return Err(StepFail::new(format!(
-                "the final check could compare no table: {why}. {declare} set require_counts = false in [versions.{}] to let a schema whose check compares no table pass with a warning",
-                cx.version
-            )));
-        }
-        warn_once(
-            cx,
-            format!(
-                "none {:?} {} {:?}",
-                m.phase, unattributable_reason, source_tables
-            ),
-            format!(
-                "{}: the final check compared no table ({why}); it passes because [versions.{}] sets require_counts = false (warned once per run for {} schemas like this one)",
-                m.source,
-                cx.version,
-                m.phase.as_str()
-            ),
-        );
-        return Ok(());
+        return nothing_compared(cx, m, &source_tables, unattributable, &with_column);
     }
     if !plan.uncompared.is_empty() {
         warn_once(
@@ -267,56 +195,7 @@ pub(super) async fn final_counts(
         );
     }
 
-    let lit = crate::copy::ddl::lit;
-    let cond = filter
-        .map(|(col, id)| format!(" WHERE {} = {}", quote_ident(col), lit(id)))
-        .unwrap_or_default();
-    let parts: Vec<String> = plan
-        .compared
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let sources = c
-                .sources
-                .iter()
-                .map(|t| {
-                    format!(
-                        "(SELECT count(*) FROM {}.{})",
-                        quote_ident(&m.source),
-                        quote_ident(t)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" + ");
-            format!(
-                "SELECT {i}::int4, ({sources})::int8, (SELECT count(*) FROM {}.{}{cond})",
-                quote_ident(&m.target),
-                quote_ident(&c.target)
-            )
-        })
-        .collect();
-    // language=SQL
-    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(AssertSqlSafe(parts.join(" UNION ALL ")))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StepFail::db)?;
-    *counts = rows
-        .into_iter()
-        .map(|(i, source_rows, target_rows)| {
-            let c = &plan.compared[i as usize];
-            TableCount {
-                table: c.target.clone(),
-                source_tables: if c.sources == [c.target.clone()] {
-                    Vec::new()
-                } else {
-                    c.sources.clone()
-                },
-                source_rows,
-                target_rows,
-            }
-        })
-        .collect();
-    counts.sort_by(|a, b| a.table.cmp(&b.table));
+    *counts = count_rows(conn, m, &plan, filter).await?;
     let bad: Vec<String> = counts
         .iter()
         .filter(|c| c.source_rows != c.target_rows)
@@ -352,6 +231,168 @@ pub(super) async fn final_counts(
         )));
     }
     Ok(())
+}
+
+/// The tables of the source and of the target (name to whether it has the
+/// tenant column), the history table left out.
+async fn schema_tables(
+    cx: &MoveCtx,
+    conn: &mut PgConnection,
+    m: &SchemaMove,
+    tenant_column: Option<&str>,
+) -> Result<(Vec<String>, BTreeMap<String, bool>), StepFail> {
+    // language=SQL
+    let tables: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid = c.oid AND a.attname = $4 AND a.attnum > 0 AND NOT a.attisdropped) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname IN ($1, $2) AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+           AND c.relname <> $3 \
+         ORDER BY 2",
+    )
+    .bind(&m.source)
+    .bind(&m.target)
+    .bind(&cx.run.settings.history_table)
+    .bind(tenant_column.unwrap_or(""))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StepFail::db)?;
+    let source_tables: Vec<String> = tables
+        .iter()
+        .filter(|(n, _, _)| *n == m.source)
+        .map(|(_, t, _)| t.clone())
+        .collect();
+    let target_tables: BTreeMap<String, bool> = tables
+        .iter()
+        .filter(|(n, _, _)| *n == m.target)
+        .map(|(_, t, has)| (t.clone(), *has))
+        .collect();
+    Ok((source_tables, target_tables))
+}
+
+/// The end of a final check that compares no table: passes when the source
+/// has none, else fails (or, with `require_counts = false`, warns once)
+/// saying why (`unattributable`: a consolidated tenant's rows cannot be
+/// told apart).
+fn nothing_compared(
+    cx: &MoveCtx,
+    m: &SchemaMove,
+    source_tables: &[String],
+    unattributable: Option<String>,
+    with_column: &str,
+) -> Result<(), StepFail> {
+    let v = &cx.loaded.v;
+    if source_tables.is_empty() {
+        return Ok(());
+    }
+    let unattributable_reason = unattributable.is_some();
+    let why = unattributable.unwrap_or_else(|| {
+        format!(
+            "none of the {} table(s) of {} ({}) has a table of the same name in {}{with_column}, and no data-move file declares what it copies",
+            source_tables.len(),
+            m.source,
+            list(source_tables),
+            m.target
+        )
+    });
+    if v.requires_counts() {
+        let declare = if unattributable_reason {
+            "Or".to_string()
+        } else {
+            format!(
+                "Declare each table a data-move file copies in its leading comments, `-- copies: <source table> -> <target table>` (e.g. `-- copies: {} -> <its table in {}>`), or",
+                source_tables[0], m.target
+            )
+        };
+        return Err(StepFail::new(format!(
+            "the final check could compare no table: {why}. {declare} set require_counts = false in [versions.{}] to let a schema whose check compares no table pass with a warning",
+            cx.version
+        )));
+    }
+    warn_once(
+        cx,
+        format!(
+            "none {:?} {} {:?}",
+            m.phase, unattributable_reason, source_tables
+        ),
+        format!(
+            "{}: the final check compared no table ({why}); it passes because [versions.{}] sets require_counts = false (warned once per run for {} schemas like this one)",
+            m.source,
+            cx.version,
+            m.phase.as_str()
+        ),
+    );
+    Ok(())
+}
+
+/// Up to ten names, joined.
+fn list(t: &[String]) -> String {
+    let mut s = t.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if t.len() > 10 {
+        s.push_str(", ...");
+    }
+    s
+}
+
+/// Counts the compared tables in one statement (a consolidated tenant's
+/// target rows by `filter`, its column and id), sorted by target table.
+async fn count_rows(
+    conn: &mut PgConnection,
+    m: &SchemaMove,
+    plan: &CountPlan,
+    filter: Option<(&str, &str)>,
+) -> Result<Vec<TableCount>, StepFail> {
+    let lit = crate::copy::ddl::lit;
+    let cond = filter
+        .map(|(col, id)| format!(" WHERE {} = {}", quote_ident(col), lit(id)))
+        .unwrap_or_default();
+    let parts: Vec<String> = plan
+        .compared
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let sources = c
+                .sources
+                .iter()
+                .map(|t| {
+                    format!(
+                        "(SELECT count(*) FROM {}.{})",
+                        quote_ident(&m.source),
+                        quote_ident(t)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" + ");
+            format!(
+                "SELECT {i}::int4, ({sources})::int8, (SELECT count(*) FROM {}.{}{cond})",
+                quote_ident(&m.target),
+                quote_ident(&c.target)
+            )
+        })
+        .collect();
+    // language=SQL
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(AssertSqlSafe(parts.join(" UNION ALL ")))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StepFail::db)?;
+    let mut counts: Vec<TableCount> = rows
+        .into_iter()
+        .map(|(i, source_rows, target_rows)| {
+            let c = &plan.compared[i as usize];
+            TableCount {
+                table: c.target.clone(),
+                source_tables: if c.sources == [c.target.clone()] {
+                    Vec::new()
+                } else {
+                    c.sources.clone()
+                },
+                source_rows,
+                target_rows,
+            }
+        })
+        .collect();
+    counts.sort_by(|a, b| a.table.cmp(&b.table));
+    Ok(counts)
 }
 
 /// Emits `message` as a warning unless a warning with the same `key` was
