@@ -515,112 +515,10 @@ impl Engine {
         }
         let fill = match template {
             Some(t) => {
-                validate_schema_name(t)?;
-                let found = db::existing_schemas(&mut conn, &[t.to_string()], &s.history_table)
-                    .await
-                    .map_err(Error::db("looking up the template"))?;
-                match found.get(t) {
-                    None => {
-                        return Err(Error::Usage {
-                            message: format!("template schema {t:?} does not exist"),
-                        });
-                    }
-                    Some(false) => {
-                        return Err(Error::Usage {
-                            message: format!(
-                                "template schema {t:?} is not up to date with the tenant migrations (it has no history table {}); bring it to head first with `tenantmig migrate --tenant {}`",
-                                s.history_table,
-                                shell_word(t)
-                            ),
-                        });
-                    }
-                    Some(true) => {}
-                }
-                let st = db::read_status(&mut conn, t, &s.history_table, &self.tenant_set)
-                    .await
-                    .map_err(Error::db(format!("reading the history of template {t}")))?;
-                if st.state != SchemaState::UpToDate {
-                    return Err(Error::Usage {
-                        message: format!(
-                            "template schema {t:?} is not up to date with the tenant migrations ({}); bring it to head first with `tenantmig migrate --tenant {}`",
-                            st.state.label(),
-                            shell_word(t)
-                        ),
-                    });
-                }
-                let opts = CopyOptions::new(t, name, s.jobs);
-                let copy = self.copy_schema(&opts, shutdown).await;
-                let copy = match copy {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let msg = e.to_string();
-                        let _ = self
-                            .record_run("tenant add", args, name, started, Some(&msg))
-                            .await;
-                        return Err(e);
-                    }
-                };
-                TenantFill::Template {
-                    copy: Box::new(copy),
-                }
+                self.fill_from_template(&mut conn, name, t, args, started, shutdown)
+                    .await?
             }
-            None => {
-                let mut settings = s.clone();
-                settings.create_missing_schemas = true;
-                let selection = Selection {
-                    shared: false,
-                    tenants: true,
-                    tenant_names: vec![name.to_string()],
-                    exclude: Vec::new(),
-                };
-                let engine = Engine {
-                    settings,
-                    connect: self.connect.clone(),
-                    url_masked: self.url_masked.clone(),
-                    shared_set: self.shared_set.clone(),
-                    tenant_set: self.tenant_set.clone(),
-                    sink: self.sink.clone(),
-                };
-                let opts = MigrateOptions {
-                    selection,
-                    canary: 0,
-                    dry_run: false,
-                    args: args.to_vec(),
-                    goal: Default::default(),
-                };
-                let run = engine.migrate(&opts, shutdown).await?;
-                if !run.is_success() {
-                    let why = run
-                        .failures()
-                        .next()
-                        .and_then(|o| o.error.clone())
-                        .unwrap_or_else(|| "it was not reached".into());
-                    // Only a schema this run created is removed again, under
-                    // its lock: one that another process made (and this run
-                    // waited for) is not ours to drop.
-                    let created = run.tenants.iter().any(|o| o.schema == name && o.created);
-                    let removed = created
-                        && db::try_lock(&mut conn, name, LockMode::Exclusive)
-                            .await
-                            .unwrap_or(false)
-                        && {
-                            let dropped = db::drop_schema_cascade(&mut conn, name).await.is_ok();
-                            let _ = db::unlock(&mut conn, name, LockMode::Exclusive).await;
-                            dropped
-                        };
-                    return Err(Error::Failed {
-                        message: format!(
-                            "tenant {name} could not be brought to head ({why}); {}",
-                            if removed {
-                                "its schema was removed again"
-                            } else {
-                                "its schema was left alone (this run did not create it)"
-                            }
-                        ),
-                    });
-                }
-                TenantFill::Replay { run: Box::new(run) }
-            }
+            None => self.fill_by_replay(&mut conn, name, args, shutdown).await?,
         };
         let st = db::read_status(&mut conn, name, &s.history_table, &self.tenant_set)
             .await
@@ -662,5 +560,135 @@ impl Engine {
             note,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// `tenant add --from-template`: the template must be at head; its
+    /// copy (structure, rows, history) becomes the tenant.
+    async fn fill_from_template(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        t: &str,
+        args: &[String],
+        started: Instant,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<TenantFill> {
+        let s = &self.settings;
+        validate_schema_name(t)?;
+        let found = db::existing_schemas(&mut *conn, &[t.to_string()], &s.history_table)
+            .await
+            .map_err(Error::db("looking up the template"))?;
+        match found.get(t) {
+            None => {
+                return Err(Error::Usage {
+                    message: format!("template schema {t:?} does not exist"),
+                });
+            }
+            Some(false) => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "template schema {t:?} is not up to date with the tenant migrations (it has no history table {}); bring it to head first with `tenantmig migrate --tenant {}`",
+                        s.history_table,
+                        shell_word(t)
+                    ),
+                });
+            }
+            Some(true) => {}
+        }
+        let st = db::read_status(&mut *conn, t, &s.history_table, &self.tenant_set)
+            .await
+            .map_err(Error::db(format!("reading the history of template {t}")))?;
+        if st.state != SchemaState::UpToDate {
+            return Err(Error::Usage {
+                message: format!(
+                    "template schema {t:?} is not up to date with the tenant migrations ({}); bring it to head first with `tenantmig migrate --tenant {}`",
+                    st.state.label(),
+                    shell_word(t)
+                ),
+            });
+        }
+        let opts = CopyOptions::new(t, name, s.jobs);
+        let copy = self.copy_schema(&opts, shutdown).await;
+        let copy = match copy {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = self
+                    .record_run("tenant add", args, name, started, Some(&msg))
+                    .await;
+                return Err(e);
+            }
+        };
+        Ok(TenantFill::Template {
+            copy: Box::new(copy),
+        })
+    }
+
+    /// `tenant add` without a template: the tenant migrations run in the
+    /// new schema (one `migrate` of that tenant); a tenant that cannot
+    /// reach head is removed again, when this run created its schema.
+    async fn fill_by_replay(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        args: &[String],
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<TenantFill> {
+        let s = &self.settings;
+        let mut settings = s.clone();
+        settings.create_missing_schemas = true;
+        let selection = Selection {
+            shared: false,
+            tenants: true,
+            tenant_names: vec![name.to_string()],
+            exclude: Vec::new(),
+        };
+        let engine = Engine {
+            settings,
+            connect: self.connect.clone(),
+            url_masked: self.url_masked.clone(),
+            shared_set: self.shared_set.clone(),
+            tenant_set: self.tenant_set.clone(),
+            sink: self.sink.clone(),
+        };
+        let opts = MigrateOptions {
+            selection,
+            canary: 0,
+            dry_run: false,
+            args: args.to_vec(),
+            goal: Default::default(),
+        };
+        let run = engine.migrate(&opts, shutdown).await?;
+        if !run.is_success() {
+            let why = run
+                .failures()
+                .next()
+                .and_then(|o| o.error.clone())
+                .unwrap_or_else(|| "it was not reached".into());
+            // Only a schema this run created is removed again, under
+            // its lock: one that another process made (and this run
+            // waited for) is not ours to drop.
+            let created = run.tenants.iter().any(|o| o.schema == name && o.created);
+            let removed = created
+                && db::try_lock(&mut *conn, name, LockMode::Exclusive)
+                    .await
+                    .unwrap_or(false)
+                && {
+                    let dropped = db::drop_schema_cascade(&mut *conn, name).await.is_ok();
+                    let _ = db::unlock(&mut *conn, name, LockMode::Exclusive).await;
+                    dropped
+                };
+            return Err(Error::Failed {
+                message: format!(
+                    "tenant {name} could not be brought to head ({why}); {}",
+                    if removed {
+                        "its schema was removed again"
+                    } else {
+                        "its schema was left alone (this run did not create it)"
+                    }
+                ),
+            });
+        }
+        Ok(TenantFill::Replay { run: Box::new(run) })
     }
 }
