@@ -164,46 +164,7 @@ impl Engine {
         let started = Instant::now();
         let s = &self.settings;
         let mut conn = self.connection().await?;
-        let mut schemas = Vec::new();
-        if selection.shared {
-            schemas.push(s.shared_schema.clone());
-        }
-        if selection.tenants {
-            let list =
-                crate::tenants::resolve(&mut conn, s, &selection.tenant_names, &selection.exclude)
-                    .await?;
-            if let Some(bad) = list.invalid.first() {
-                return Err(Error::Usage {
-                    message: bad.to_string(),
-                });
-            }
-            let exists = crate::db::existing_schemas(&mut conn, &list.names, &s.history_table)
-                .await
-                .map_err(Error::db("looking up the tenant schemas"))?;
-            let missing: Vec<&String> = list
-                .names
-                .iter()
-                .filter(|n| !exists.contains_key(*n))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::Usage {
-                    message: format!(
-                        "schema(s) {} do not exist; nothing was copied",
-                        missing
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
-            schemas.extend(list.names);
-        }
-        if schemas.is_empty() {
-            return Err(Error::Usage {
-                message: "no schema to snapshot: the tenant list is empty".into(),
-            });
-        }
+        let schemas = self.snapshot_schemas(&mut conn, selection).await?;
         self.ensure_control(&mut conn).await?;
         let now = Utc::now();
         let names = free_names(&mut conn, &s.control_schema, &schemas, now).await?;
@@ -271,20 +232,7 @@ impl Engine {
                                     ),
                                 });
                             }
-                            if let Ok(mut c) = self.connection().await {
-                                // language=SQL
-                                let _ = sqlx::query(AssertSqlSafe(format!(
-                                    "UPDATE {} SET rows = $3, bytes = $4 WHERE snapshot_id = $1 AND schema_name = $2",
-                                    qualified(&control, "snapshot_schemas")
-                                )))
-                                .bind(id)
-                                .bind(&schema)
-                                .bind(r.rows)
-                                .bind(r.bytes)
-                                .execute(&mut c)
-                                .await;
-                                let _ = c.close().await;
-                            }
+                            self.record_copy_size(&control, id, &schema, &r).await;
                         }
                         Err(e) => {
                             self.sink.emit(Event::Warning {
@@ -353,6 +301,82 @@ impl Engine {
             failed,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The schemas a snapshot copies: the shared schema and the selected
+    /// tenants, every one of which must exist.
+    async fn snapshot_schemas(
+        &self,
+        conn: &mut PgConnection,
+        selection: &Selection,
+    ) -> Result<Vec<String>> {
+        let s = &self.settings;
+        let mut schemas = Vec::new();
+        if selection.shared {
+            schemas.push(s.shared_schema.clone());
+        }
+        if selection.tenants {
+            let list =
+                crate::tenants::resolve(&mut *conn, s, &selection.tenant_names, &selection.exclude)
+                    .await?;
+            if let Some(bad) = list.invalid.first() {
+                return Err(Error::Usage {
+                    message: bad.to_string(),
+                });
+            }
+            let exists = crate::db::existing_schemas(&mut *conn, &list.names, &s.history_table)
+                .await
+                .map_err(Error::db("looking up the tenant schemas"))?;
+            let missing: Vec<&String> = list
+                .names
+                .iter()
+                .filter(|n| !exists.contains_key(*n))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Usage {
+                    message: format!(
+                        "schema(s) {} do not exist; nothing was copied",
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            schemas.extend(list.names);
+        }
+        if schemas.is_empty() {
+            return Err(Error::Usage {
+                message: "no schema to snapshot: the tenant list is empty".into(),
+            });
+        }
+        Ok(schemas)
+    }
+
+    /// Records a finished copy's rows and bytes (for `snapshot list`); a
+    /// failure here loses only those figures.
+    async fn record_copy_size(
+        &self,
+        control: &str,
+        id: i64,
+        schema: &str,
+        r: &crate::copy::CopyReport,
+    ) {
+        if let Ok(mut c) = self.connection().await {
+            // language=SQL
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {} SET rows = $3, bytes = $4 WHERE snapshot_id = $1 AND schema_name = $2",
+                qualified(control, "snapshot_schemas")
+            )))
+            .bind(id)
+            .bind(schema)
+            .bind(r.rows)
+            .bind(r.bytes)
+            .execute(&mut c)
+            .await;
+            let _ = c.close().await;
+        }
     }
 
     /// Every snapshot, newest first.
