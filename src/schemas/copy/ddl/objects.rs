@@ -457,67 +457,47 @@ impl<'a> Builder<'a> {
         if r.is_partition
             && let Some(p) = parent
         {
-            let pcols: HashMap<&str, &&Column> = self
-                .cols
-                .get(&p)
-                .map(|v| v.iter().map(|c| (c.name.as_str(), c)).collect())
-                .unwrap_or_default();
-            for c in &cols {
-                let pc = pcols.get(c.name.as_str());
-                if c.generated.is_none()
-                    && c.identity.is_none()
-                    && c.default.is_some()
-                    && pc.and_then(|p| p.default.as_ref()) != c.default.as_ref()
-                {
-                    out.push(Stmt {
-                        what: format!("default of {}.{}", r.name, c.name),
-                        sql: format!(
-                            "ALTER TABLE ONLY {name} ALTER COLUMN {} SET DEFAULT {}",
-                            q(&c.name),
-                            c.default.as_deref().unwrap_or("NULL")
-                        ),
-                    });
-                }
-                if c.not_null && !pc.is_some_and(|p| p.not_null) {
-                    out.push(Stmt {
-                        what: format!("not null {}.{}", r.name, c.name),
-                        sql: format!(
-                            "ALTER TABLE ONLY {name} ALTER COLUMN {} SET NOT NULL",
-                            q(&c.name)
-                        ),
-                    });
-                }
-            }
+            self.partition_column_stmts(r, p, &cols, &mut out);
         }
-        for c in &cols {
-            let col = q(&c.name);
-            let mut alter = |what: &str, sql: String| {
-                out.push(Stmt {
-                    what: format!("{what} of {}.{}", r.name, c.name),
-                    sql: format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} {sql}"),
-                })
-            };
-            if let Some(st) = c.storage {
-                let word = match st {
-                    'p' => "PLAIN",
-                    'e' => "EXTERNAL",
-                    'm' => "MAIN",
-                    _ => "EXTENDED",
-                };
-                alter("storage", format!("SET STORAGE {word}"));
-            }
-            if let Some(n) = c.statistics {
-                alter("statistics target", format!("SET STATISTICS {n}"));
-            }
-            if let Some(cm) = c.compression {
-                let word = if cm == 'l' { "lz4" } else { "pglz" };
-                alter("compression", format!("SET COMPRESSION {word}"));
-            }
-            if !c.options.is_empty() {
-                alter("options", format!("SET ({})", c.options.join(", ")));
-            }
-        }
+        column_settings(r, &cols, &mut out);
         out
+    }
+
+    /// The defaults and `NOT NULL`s in which partition `r`'s columns differ
+    /// from those of its parent `p`.
+    fn partition_column_stmts(&self, r: &Relation, p: i64, cols: &[&Column], out: &mut Vec<Stmt>) {
+        let name = q(&r.name);
+        let pcols: HashMap<&str, &&Column> = self
+            .cols
+            .get(&p)
+            .map(|v| v.iter().map(|c| (c.name.as_str(), c)).collect())
+            .unwrap_or_default();
+        for c in cols {
+            let pc = pcols.get(c.name.as_str());
+            if c.generated.is_none()
+                && c.identity.is_none()
+                && c.default.is_some()
+                && pc.and_then(|p| p.default.as_ref()) != c.default.as_ref()
+            {
+                out.push(Stmt {
+                    what: format!("default of {}.{}", r.name, c.name),
+                    sql: format!(
+                        "ALTER TABLE ONLY {name} ALTER COLUMN {} SET DEFAULT {}",
+                        q(&c.name),
+                        c.default.as_deref().unwrap_or("NULL")
+                    ),
+                });
+            }
+            if c.not_null && !pc.is_some_and(|p| p.not_null) {
+                out.push(Stmt {
+                    what: format!("not null {}.{}", r.name, c.name),
+                    sql: format!(
+                        "ALTER TABLE ONLY {name} ALTER COLUMN {} SET NOT NULL",
+                        q(&c.name)
+                    ),
+                });
+            }
+        }
     }
 }
 
@@ -580,4 +560,38 @@ fn dependency_order(d: &SchemaDef, nodes: &HashMap<i64, Node>) -> Vec<i64> {
         }
     }
     order
+}
+
+/// Storage, statistics target, compression and options of the columns of
+/// `r` that differ from the defaults.
+fn column_settings(r: &Relation, cols: &[&Column], out: &mut Vec<Stmt>) {
+    let name = q(&r.name);
+    for c in cols {
+        let col = q(&c.name);
+        let mut alter = |what: &str, sql: String| {
+            out.push(Stmt {
+                what: format!("{what} of {}.{}", r.name, c.name),
+                sql: format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} {sql}"),
+            })
+        };
+        if let Some(st) = c.storage {
+            let word = match st {
+                'p' => "PLAIN",
+                'e' => "EXTERNAL",
+                'm' => "MAIN",
+                _ => "EXTENDED",
+            };
+            alter("storage", format!("SET STORAGE {word}"));
+        }
+        if let Some(n) = c.statistics {
+            alter("statistics target", format!("SET STATISTICS {n}"));
+        }
+        if let Some(cm) = c.compression {
+            let word = if cm == 'l' { "lz4" } else { "pglz" };
+            alter("compression", format!("SET COMPRESSION {word}"));
+        }
+        if !c.options.is_empty() {
+            alter("options", format!("SET ({})", c.options.join(", ")));
+        }
+    }
 }
