@@ -1,324 +1,24 @@
-//! Reads everything a schema holds from the catalogs, as plain data.
-//!
-//! Every query runs on the connection that exported the copy's snapshot,
-//! with `search_path` set to the source schema alone. PostgreSQL's deparsing
-//! functions (`pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_expr`,
-//! `pg_get_viewdef`, `pg_get_triggerdef`, `format_type`, `regclass` output)
-//! qualify a name only when it is not visible on the search path, so objects
-//! of the source schema come out unqualified and objects of every other
-//! schema (the shared one, `pg_catalog` aside) come out qualified. Run with
-//! the search path set to the target, the same text names the target's
-//! objects and keeps references into other schemas as they are: that is the
-//! whole name remapping, done by PostgreSQL's own deparser.
+//! One query per kind of object, each filling its part of a
+//! [`SchemaDef`].
 
 use std::collections::HashMap;
 
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::{
+    Column, Constraint, DefaultAcl, Function, GRANTEE, Grant, Index, Policy, Relation, Rule,
+    SchemaDef, Sequence, Statistics, Trigger, TypeDef, ch, ext_member, opt_ch,
+};
 use crate::ident::quote_ident;
 
-/// One privilege of one grantee, from `aclexplode`.
-#[derive(Debug, Clone)]
-pub(crate) struct Grant {
-    /// The grantee, quoted, or `PUBLIC`.
-    pub grantee: String,
-    /// `SELECT`, `INSERT`, `USAGE`, `EXECUTE`...
-    pub privilege: String,
-    /// Granted `WITH GRANT OPTION`.
-    pub grantable: bool,
-}
-
-/// A table, partitioned table, view, materialized view, sequence or
-/// composite type's relation.
-#[derive(Debug, Clone)]
-pub(crate) struct Relation {
-    pub oid: i64,
-    pub name: String,
-    /// `r`, `p`, `v`, `m`, `S`, `f` or `c`.
-    pub kind: char,
-    /// `u` for unlogged.
-    pub persistence: char,
-    pub is_partition: bool,
-    pub row_security: bool,
-    pub force_row_security: bool,
-    pub options: Vec<String>,
-    pub owner: String,
-    pub has_acl: bool,
-    pub comment: Option<String>,
-    /// `FOR VALUES ...` or `DEFAULT`, for partitions.
-    pub bound: Option<String>,
-    /// `RANGE (k)`..., for partitioned tables.
-    pub partkey: Option<String>,
-    /// Parents (partition parent, or `INHERITS` parents in order).
-    pub parents: Vec<i64>,
-    /// `d`, `n`, `f` or `i`.
-    pub replident: char,
-    pub est_rows: i64,
-    pub bytes: i64,
-    pub populated: bool,
-    pub viewdef: Option<String>,
-    pub extension_member: bool,
-}
-
-/// One column of a relation (or attribute of a composite type).
-#[derive(Debug, Clone)]
-pub(crate) struct Column {
-    pub rel: i64,
-    pub num: i32,
-    pub name: String,
-    pub type_sql: String,
-    pub not_null: bool,
-    /// `a` always, `d` by default, or none.
-    pub identity: Option<char>,
-    /// `s` stored (or `v` virtual on newer servers), or none.
-    pub generated: Option<char>,
-    pub default: Option<String>,
-    pub collation: Option<String>,
-    pub is_local: bool,
-    pub storage: Option<char>,
-    pub statistics: Option<i32>,
-    pub compression: Option<char>,
-    pub options: Vec<String>,
-    pub comment: Option<String>,
-    /// The column's type (or its element type) is defined in the schema
-    /// itself, so rows move between the two schemas' types through text.
-    pub local_type: bool,
-}
-
-/// A sequence's parameters and the column that owns it.
-#[derive(Debug, Clone)]
-pub(crate) struct Sequence {
-    pub oid: i64,
-    pub type_sql: String,
-    pub start: i64,
-    pub increment: i64,
-    pub max: i64,
-    pub min: i64,
-    pub cache: i64,
-    pub cycle: bool,
-    /// (table, column number) of `OWNED BY` or of the identity column.
-    pub owned_by: Option<(i64, i32)>,
-    /// True for an identity column's sequence.
-    pub identity: bool,
-}
-
-/// A type defined in the schema: enum, domain, composite or range.
-#[derive(Debug, Clone)]
-pub(crate) struct TypeDef {
-    pub oid: i64,
-    pub name: String,
-    /// `e`, `d`, `c`, `r` or `b`.
-    pub kind: char,
-    pub relid: i64,
-    pub owner: String,
-    pub has_acl: bool,
-    pub comment: Option<String>,
-    pub base_type: Option<String>,
-    pub not_null: bool,
-    pub default: Option<String>,
-    pub collation: Option<String>,
-    pub labels: Vec<String>,
-    pub range_subtype: Option<String>,
-    pub multirange_name: Option<String>,
-    pub extension_member: bool,
-}
-
-/// A function, procedure or aggregate.
-#[derive(Debug, Clone)]
-pub(crate) struct Function {
-    pub oid: i64,
-    pub name: String,
-    /// `f`, `p`, `a` or `w`.
-    pub kind: char,
-    /// `schema.name` exactly as `pg_get_functiondef` prints it.
-    pub head: String,
-    pub def: Option<String>,
-    pub identity_args: String,
-    pub owner: String,
-    pub has_acl: bool,
-    pub comment: Option<String>,
-    pub body: String,
-    pub extension_member: bool,
-}
-
-impl Function {
-    /// Copied: not an aggregate (no definition) nor an extension's.
-    pub fn copied(&self) -> bool {
-        !self.extension_member && self.def.is_some()
-    }
-
-    /// `FUNCTION` or `PROCEDURE`, as `COMMENT ON`, `GRANT` and `ALTER` name it.
-    pub fn sql_kind(&self) -> &'static str {
-        if self.kind == 'p' {
-            "PROCEDURE"
-        } else {
-            "FUNCTION"
-        }
-    }
-
-    /// `name(argument types)`, unqualified.
-    pub fn signature(&self) -> String {
-        format!(
-            "{}({})",
-            crate::ident::quote_ident(&self.name),
-            self.identity_args
-        )
-    }
-}
-
-/// A table or domain constraint.
-#[derive(Debug, Clone)]
-pub(crate) struct Constraint {
-    pub name: String,
-    /// `p`, `u`, `x`, `f`, `c`, `t` (or `n` on newer servers).
-    pub kind: char,
-    pub rel: i64,
-    pub type_oid: i64,
-    pub def: String,
-    pub validated: bool,
-    pub is_local: bool,
-    pub parent: i64,
-    pub comment: Option<String>,
-}
-
-/// An index (plain, partitioned, or backing a constraint).
-#[derive(Debug, Clone)]
-pub(crate) struct Index {
-    pub oid: i64,
-    pub name: String,
-    pub rel: i64,
-    /// `i` or `I` (partitioned).
-    pub kind: char,
-    pub def: String,
-    pub parent: Option<i64>,
-    /// The constraint it backs, if any.
-    pub constraint: Option<String>,
-    pub clustered: bool,
-    pub replident: bool,
-    pub valid: bool,
-    pub comment: Option<String>,
-    pub table_bytes: i64,
-}
-
-/// A user trigger.
-#[derive(Debug, Clone)]
-pub(crate) struct Trigger {
-    pub name: String,
-    pub rel: i64,
-    pub def: String,
-    pub enabled: char,
-    pub comment: Option<String>,
-}
-
-/// A rewrite rule other than a view's own.
-#[derive(Debug, Clone)]
-pub(crate) struct Rule {
-    pub name: String,
-    pub rel: i64,
-    pub def: String,
-    pub enabled: char,
-    pub comment: Option<String>,
-}
-
-/// A row-level security policy.
-#[derive(Debug, Clone)]
-pub(crate) struct Policy {
-    pub name: String,
-    pub rel: i64,
-    pub cmd: char,
-    pub permissive: bool,
-    pub roles: Vec<String>,
-    pub using: Option<String>,
-    pub check: Option<String>,
-    pub comment: Option<String>,
-}
-
-/// An extended statistics object.
-#[derive(Debug, Clone)]
-pub(crate) struct Statistics {
-    pub name: String,
-    pub head: String,
-    pub def: String,
-    pub owner: String,
-    pub comment: Option<String>,
-}
-
-/// One `ALTER DEFAULT PRIVILEGES ... IN SCHEMA` entry.
-#[derive(Debug, Clone)]
-pub(crate) struct DefaultAcl {
-    pub role: String,
-    /// `r` tables, `S` sequences, `f` functions, `T` types.
-    pub objtype: char,
-    pub grant: Grant,
-}
-
-/// Which grants: (object kind, oid, column number or 0).
-pub(crate) type GrantKey = (char, i64, i32);
-
-/// Everything read from the source schema.
-#[derive(Debug, Default)]
-pub(crate) struct SchemaDef {
-    pub owner: String,
-    pub comment: Option<String>,
-    pub has_acl: bool,
-    pub relations: Vec<Relation>,
-    pub columns: Vec<Column>,
-    pub sequences: Vec<Sequence>,
-    /// Current value and `is_called` per sequence.
-    pub sequence_values: HashMap<i64, (i64, bool)>,
-    pub types: Vec<TypeDef>,
-    pub functions: Vec<Function>,
-    pub constraints: Vec<Constraint>,
-    pub indexes: Vec<Index>,
-    pub triggers: Vec<Trigger>,
-    pub rules: Vec<Rule>,
-    pub policies: Vec<Policy>,
-    pub statistics: Vec<Statistics>,
-    pub default_acls: Vec<DefaultAcl>,
-    /// Grants per (object kind, oid, column number).
-    pub grants: HashMap<GrantKey, Vec<Grant>>,
-    /// (dependent, referenced) pairs among the schema's objects.
-    pub deps: Vec<(i64, i64)>,
-    /// Objects that exist but are not copied, described for a warning.
-    pub unsupported: Vec<String>,
-    /// Extensions installed in the schema.
-    pub extensions: Vec<String>,
-    /// The role running the copy.
-    pub current_user: String,
-    /// `server_version_num`.
-    pub server_version: i32,
-}
-
-fn ch(r: &PgRow, i: usize) -> Result<char, sqlx::Error> {
-    let s: String = r.try_get(i)?;
-    Ok(s.chars().next().unwrap_or(' '))
-}
-
-fn opt_ch(r: &PgRow, i: usize) -> Result<Option<char>, sqlx::Error> {
-    let s: Option<String> = r.try_get(i)?;
-    Ok(s.and_then(|s| s.chars().next()))
-}
-
-// language=SQL
-const GRANTEE: &str =
-    "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END";
-
-// language=SQL
-const EXT_MEMBER: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_depend e \
-     WHERE e.classid = '{catalog}'::regclass AND e.objid = {oid} AND e.deptype = 'e')";
-
-fn ext_member(catalog: &str, oid: &str) -> String {
-    EXT_MEMBER
-        .replace("{catalog}", catalog)
-        .replace("{oid}", oid)
-}
-
-/// Reads the schema whose oid is `nsp`. The caller has set `search_path`
-/// to that schema alone.
-pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef, sqlx::Error> {
-    let mut d = SchemaDef::default();
-
+/// The schema's owner, comment and privileges, the current user and the
+/// server version.
+pub(super) async fn schema(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let row = sqlx::query(
         "SELECT pg_get_userbyid(n.nspowner)::text, obj_description(n.oid, 'pg_namespace'), \
@@ -333,7 +33,16 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
     d.has_acl = row.try_get(2)?;
     d.current_user = row.try_get(3)?;
     d.server_version = row.try_get(4)?;
+    Ok(())
+}
 
+/// Tables, views, materialized views, sequences, foreign tables and
+/// composite types (`pg_class`).
+pub(super) async fn relations(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
         "SELECT c.oid::int8, c.relname::text, c.relkind::text, c.relpersistence::text, \
@@ -382,7 +91,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             extension_member: r.try_get(19)?,
         });
     }
+    Ok(())
+}
 
+/// The columns of those relations.
+pub(super) async fn columns(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT a.attrelid::int8, a.attnum::int4, a.attname::text, \
                 format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -429,7 +146,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             local_type: r.try_get(15)?,
         });
     }
+    Ok(())
+}
 
+/// Sequences, with the column that owns each.
+pub(super) async fn sequences(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT s.seqrelid::int8, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, \
                 s.seqmax, s.seqmin, s.seqcache, s.seqcycle, \
@@ -457,49 +182,67 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             identity: dtype.as_deref() == Some("i"),
         });
     }
-    if !d.sequences.is_empty() {
-        // Sequences are not transactional: this reads their current values,
-        // which are at or past anything the snapshot's rows used.
-        let names: HashMap<i64, &str> = d
-            .relations
+    Ok(())
+}
+
+/// The current value of each sequence.
+pub(super) async fn sequence_values(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
+    if d.sequences.is_empty() {
+        return Ok(());
+    }
+    // Sequences are not transactional: this reads their current values,
+    // which are at or past anything the snapshot's rows used.
+    let names: HashMap<i64, &str> = d
+        .relations
+        .iter()
+        .map(|r| (r.oid, r.name.as_str()))
+        .collect();
+    let nspname: String = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE oid = $1::int8::oid",
+    )
+    .bind(nsp)
+    .fetch_one(&mut *conn)
+    .await?;
+    for chunk in d.sequences.chunks(200) {
+        // language=SQL
+        let sql = chunk
             .iter()
-            .map(|r| (r.oid, r.name.as_str()))
-            .collect();
-        let nspname: String = sqlx::query_scalar(
-            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE oid = $1::int8::oid",
-        )
-        .bind(nsp)
-        .fetch_one(&mut *conn)
-        .await?;
-        for chunk in d.sequences.chunks(200) {
-            // language=SQL
-            let sql = chunk
-                .iter()
-                .filter_map(|s| {
-                    names.get(&s.oid).map(|n| {
-                        format!(
-                            "SELECT {}::int8, last_value, is_called FROM {}.{}",
-                            s.oid,
-                            quote_ident(&nspname),
-                            quote_ident(n)
-                        )
-                    })
+            .filter_map(|s| {
+                names.get(&s.oid).map(|n| {
+                    format!(
+                        "SELECT {}::int8, last_value, is_called FROM {}.{}",
+                        s.oid,
+                        quote_ident(&nspname),
+                        quote_ident(n)
+                    )
                 })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            if sql.is_empty() {
-                continue;
-            }
-            for r in sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                d.sequence_values
-                    .insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
-            }
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        if sql.is_empty() {
+            continue;
+        }
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            d.sequence_values
+                .insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
     }
+    Ok(())
+}
 
+/// Enum, domain, composite, range and base types.
+pub(super) async fn types(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
         "SELECT t.oid::int8, t.typname::text, t.typtype::text, t.typrelid::int8, \
@@ -550,7 +293,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             extension_member: r.try_get(14)?,
         });
     }
+    Ok(())
+}
 
+/// Functions, procedures and aggregates.
+pub(super) async fn functions(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
         "SELECT p.oid::int8, p.proname::text, p.prokind::text, \
@@ -581,7 +332,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             extension_member: r.try_get(10)?,
         });
     }
+    Ok(())
+}
 
+/// Constraints of tables and domains.
+pub(super) async fn constraints(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT co.conname::text, co.contype::text, co.conrelid::int8, co.contypid::int8, \
                 pg_get_constraintdef(co.oid, true), co.convalidated, \
@@ -601,7 +360,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             comment: r.try_get(8)?,
         });
     }
+    Ok(())
+}
 
+/// Indexes, with the constraint each backs.
+pub(super) async fn indexes(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT i.indexrelid::int8, ic.relname::text, i.indrelid::int8, ic.relkind::text, \
                 pg_get_indexdef(i.indexrelid, 0, true), \
@@ -629,7 +396,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             table_bytes: r.try_get(11)?,
         });
     }
+    Ok(())
+}
 
+/// Triggers (those of partitions inherited from the parent left out).
+pub(super) async fn triggers(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT tg.tgname::text, tg.tgrelid::int8, pg_get_triggerdef(tg.oid, true), \
                 tg.tgenabled::text, obj_description(tg.oid, 'pg_trigger') \
@@ -645,7 +420,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             comment: r.try_get(4)?,
         });
     }
+    Ok(())
+}
 
+/// Rules other than the views' `_RETURN`.
+pub(super) async fn rules(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT rw.rulename::text, rw.ev_class::int8, pg_get_ruledef(rw.oid, true), \
                 rw.ev_enabled::text, obj_description(rw.oid, 'pg_rewrite') \
@@ -661,7 +444,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             comment: r.try_get(4)?,
         });
     }
+    Ok(())
+}
 
+/// Row security policies.
+pub(super) async fn policies(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT pol.polname::text, pol.polrelid::int8, pol.polcmd::text, pol.polpermissive, \
                 ARRAY(SELECT CASE WHEN ro = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(ro)) END \
@@ -683,7 +474,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             comment: r.try_get(7)?,
         });
     }
+    Ok(())
+}
 
+/// Extended statistics.
+pub(super) async fn statistics(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT s.stxname::text, quote_ident(n.nspname) || '.' || quote_ident(s.stxname), \
                 pg_get_statisticsobjdef(s.oid), pg_get_userbyid(s.stxowner)::text, \
@@ -699,7 +498,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             comment: r.try_get(4)?,
         });
     }
+    Ok(())
+}
 
+/// Default privileges granted in the schema.
+pub(super) async fn default_acls(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
         "SELECT quote_ident(pg_get_userbyid(da.defaclrole)), da.defaclobjtype::text, {GRANTEE}, \
@@ -722,7 +529,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             },
         });
     }
+    Ok(())
+}
 
+/// Privileges on relations, columns, functions, types and the schema.
+pub(super) async fn grants(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = format!(
         "SELECT 'r', c.oid::int8, 0, {GRANTEE}, a.privilege_type, a.is_grantable \
@@ -754,7 +569,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             grantable: r.try_get(5)?,
         });
     }
+    Ok(())
+}
 
+/// Dependencies between the schema's own objects.
+pub(super) async fn deps(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // Dependencies between the schema's own objects, mapped to the object
     // that is created: a view's rule to the view, a default or constraint
     // to its table or domain, a row type or array type to its relation or
@@ -795,7 +618,15 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
             d.deps.push((a, b));
         }
     }
+    Ok(())
+}
 
+/// Objects of kinds that are not copied, described for a warning.
+pub(super) async fn unsupported(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     // language=SQL
     let sql = "SELECT 'operator ' || o.oid::regoperator::text FROM pg_catalog.pg_operator o WHERE o.oprnamespace = $1::int8::oid \
          UNION ALL SELECT 'collation ' || quote_ident(collname) FROM pg_catalog.pg_collation WHERE collnamespace = $1::int8::oid \
@@ -810,11 +641,20 @@ pub(crate) async fn read(conn: &mut PgConnection, nsp: i64) -> Result<SchemaDef,
         .bind(nsp)
         .fetch_all(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Extensions installed in the schema.
+pub(super) async fn extensions(
+    conn: &mut PgConnection,
+    nsp: i64,
+    d: &mut SchemaDef,
+) -> Result<(), sqlx::Error> {
     d.extensions = sqlx::query_scalar(
         "SELECT extname::text FROM pg_catalog.pg_extension WHERE extnamespace = $1::int8::oid ORDER BY 1",
     )
     .bind(nsp)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(d)
+    Ok(())
 }
