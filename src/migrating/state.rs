@@ -371,6 +371,75 @@ pub fn check_schema(schema: &str, set: &MigrationSet, rows: &[AppliedRow]) -> Sc
     c.finish(schema)
 }
 
+/// The statuses a schema's history can be decided from without its rows.
+///
+/// Almost every history holds exactly the first `k` migrations of the set,
+/// all succeeded, with the files' checksums. The server reduces a history to
+/// one digest ([`HistoryDigests::SQL_DIGEST`]: SHA-256 over its rows in
+/// version order, a failed row marked); this table knows the digest of every
+/// such prefix and the status it stands for. A digest that is none of them
+/// (a failed row, an edited checksum, an unknown or a skipped version) is
+/// decided from the full rows by a [`Checker`], so the result is always the
+/// one the rows give.
+#[derive(Debug)]
+pub struct HistoryDigests {
+    by_digest: std::collections::HashMap<[u8; 32], usize>,
+    statuses: Vec<SchemaStatus>,
+}
+
+impl HistoryDigests {
+    /// The SQL expression of a history table's digest, over its columns
+    /// `version`, `checksum` and `success`; `NULL` for an empty table.
+    /// [`HistoryDigests::of`] computes the same text on the client.
+    pub const SQL_DIGEST: &'static str = "sha256(convert_to(string_agg(\
+        coalesce(version::text, 'null') || ':' || coalesce(encode(checksum, 'hex'), 'null') \
+        || CASE WHEN success THEN '' ELSE ':f' END, ',' ORDER BY version), 'UTF8'))";
+
+    /// The digest and status of every prefix of `set` (k = 0 to all).
+    pub fn of(set: &MigrationSet) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut by_digest = std::collections::HashMap::with_capacity(set.len());
+        let mut statuses = Vec::with_capacity(set.len() + 1);
+        let mut text = String::new();
+        for k in 0..=set.len() {
+            let mut c = Checker::new(set);
+            for m in &set.migrations[..k] {
+                c.push(&AppliedRow {
+                    version: m.version,
+                    checksum: m.checksum.clone(),
+                    success: true,
+                    reverting: false,
+                });
+            }
+            statuses.push(c.finish(String::new()));
+            if k > 0 {
+                let m = &set.migrations[k - 1];
+                if k > 1 {
+                    text.push(',');
+                }
+                text.push_str(&format!("{}:{}", m.version, hex::encode(&m.checksum)));
+                by_digest.insert(Sha256::digest(text.as_bytes()).into(), k);
+            }
+        }
+        HistoryDigests {
+            by_digest,
+            statuses,
+        }
+    }
+
+    /// The status of `schema` whose history's digest is `digest` (`None`
+    /// for an empty history), or `None` when its rows must be read.
+    pub fn status(&self, schema: &str, digest: Option<&[u8]>) -> Option<SchemaStatus> {
+        let k = match digest {
+            None => 0,
+            Some(d) => *self.by_digest.get(d)?,
+        };
+        let mut st = self.statuses[k].clone();
+        st.schema = schema.to_string();
+        Some(st)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
