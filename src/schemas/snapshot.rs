@@ -141,6 +141,13 @@ async fn free_names(
     })
 }
 
+/// Resolves once `stop` is set (polled every 100 ms): a copy's shutdown.
+async fn stopped(stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Engine {
     async fn snapshot_tables(&self, conn: &mut PgConnection) -> Result<bool> {
         // language=SQL
@@ -178,6 +185,28 @@ impl Engine {
         .await
         .map_err(Error::db("recording the snapshot"))?;
 
+        let failed = self.snapshot_copies(id, names, jobs, shutdown).await;
+        let snapshot = self
+            .finish_snapshot(&mut conn, id, &failed, args, started)
+            .await?;
+        let _ = conn.close().await;
+        Ok(SnapshotReport {
+            snapshot,
+            failed,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Copies each `(schema, copy)` of snapshot `id`, `jobs` at a time, until
+    /// done or `shutdown`; returns the schemas not copied, with why (those
+    /// never started: "not copied: interrupted").
+    async fn snapshot_copies(
+        &self,
+        id: i64,
+        names: Vec<(String, String)>,
+        jobs: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Vec<(String, String)> {
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();
@@ -189,7 +218,7 @@ impl Engine {
         let queue = Arc::new(Mutex::new(VecDeque::from(names)));
         let failed = Arc::new(Mutex::new(Vec::new()));
         let single = queue.lock().expect("queue lock").len() == 1;
-        let control = s.control_schema.clone();
+        let control = self.settings.control_schema.clone();
         // Several copies at once: one line per schema, not their table bars.
         let quiet = self.quiet_copier();
         let copier = if single { self } else { &quiet };
@@ -216,13 +245,7 @@ impl Engine {
                         in_rename: Some(record),
                         ..CopyOptions::new(&schema, &copy, if single { jobs } else { 1 })
                     };
-                    let stop2 = stop.clone();
-                    let halt = async move {
-                        while !stop2.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    };
-                    match copier.copy_schema(&opts, halt).await {
+                    match copier.copy_schema(&opts, stopped(stop.clone())).await {
                         Ok(r) => {
                             if !single {
                                 self.sink.emit(Event::CopyStep {
@@ -253,6 +276,20 @@ impl Engine {
                 .drain(..)
                 .map(|(s, _)| (s, "not copied: interrupted".to_string())),
         );
+        failed
+    }
+
+    /// Ends snapshot `id`: records the run (naming the schemas in `failed`
+    /// as its error) and the snapshot's state, and reads the snapshot back.
+    async fn finish_snapshot(
+        &self,
+        conn: &mut PgConnection,
+        id: i64,
+        failed: &[(String, String)],
+        args: &[String],
+        started: Instant,
+    ) -> Result<Snapshot> {
+        let s = &self.settings;
         let error = (!failed.is_empty()).then(|| {
             format!(
                 "{} schema(s) not copied: {}",
@@ -285,22 +322,15 @@ impl Engine {
             "partial"
         })
         .bind(run_id)
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await
         .map_err(Error::db("recording the snapshot"))?;
-        let snapshot = self
-            .snapshots_with(&mut conn, Some(id))
+        self.snapshots_with(conn, Some(id))
             .await?
             .pop()
             .ok_or_else(|| Error::Failed {
                 message: format!("snapshot {id} vanished while it was taken"),
-            })?;
-        let _ = conn.close().await;
-        Ok(SnapshotReport {
-            snapshot,
-            failed,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+            })
     }
 
     /// The schemas a snapshot copies: the shared schema and the selected
