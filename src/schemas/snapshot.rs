@@ -510,35 +510,7 @@ impl Engine {
             });
         }
         let mut conn = self.connection().await?;
-        let live: Vec<String> = usable.iter().map(|x| x.schema.clone()).collect();
-        let exists = crate::db::existing_schemas(&mut conn, &live, &s.history_table)
-            .await
-            .map_err(Error::db("looking up the schemas to restore"))?;
-        let replacing: Vec<String> = usable
-            .iter()
-            .filter(|x| exists.contains_key(&x.schema))
-            .map(|x| x.schema.clone())
-            .collect();
-        let mut asides: std::collections::HashMap<String, String> =
-            free_names(&mut conn, &s.control_schema, &replacing, Utc::now())
-                .await?
-                .into_iter()
-                .collect();
-        let mut renames = Vec::new();
-        let mut replaced = Vec::new();
-        for x in &usable {
-            if let Some(aside) = asides.remove(&x.schema) {
-                renames.push(Rename {
-                    from: x.schema.clone(),
-                    to: aside.clone(),
-                });
-                replaced.push((x.schema.clone(), aside));
-            }
-            renames.push(Rename {
-                from: x.copy.clone(),
-                to: x.schema.clone(),
-            });
-        }
+        let (renames, replaced) = self.restore_renames(&mut conn, &usable).await?;
         let mut report = RestoreReport {
             id,
             renames,
@@ -547,61 +519,9 @@ impl Engine {
         if dry_run {
             return Ok(report);
         }
-        let c = &s.control_schema;
-        let result = async {
-            let mut tx = conn
-                .begin()
-                .await
-                .map_err(Error::db("starting the restore"))?;
-            // language=SQL
-            let record = format!(
-                "UPDATE {} SET restored_at = now() WHERE snapshot_id = {id} AND copy_name = ANY(ARRAY[{}]::text[]);
-                 UPDATE {} SET state = 'restored' WHERE id = {id};",
-                qualified(c, "snapshot_schemas"),
-                usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
-                qualified(c, "snapshots"),
-            );
-            crate::moves::rename_schemas(
-                &mut tx,
-                &report.renames,
-                s.lock_wait,
-                s.lock_timeout,
-                &record,
-                "restore",
-            )
-                .await?;
-            let mut kept = None;
-            if !replaced.is_empty() {
-                // language=SQL
-                let new_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "INSERT INTO {} (created_at, state, note) VALUES (now(), 'complete', $1) RETURNING id",
-                    qualified(c, "snapshots")
-                )))
-                .bind(format!("the schemas replaced by restoring snapshot {id}"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(Error::db("recording the replaced schemas"))?;
-                for (schema, aside) in &replaced {
-                    // language=SQL
-                    sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO {} (snapshot_id, schema_name, copy_name) VALUES ($1, $2, $3)",
-                        qualified(c, "snapshot_schemas")
-                    )))
-                    .bind(new_id)
-                    .bind(schema)
-                    .bind(aside)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::db("recording the replaced schemas"))?;
-                }
-                kept = Some(new_id);
-            }
-            tx.commit()
-                .await
-                .map_err(Error::db("committing the restore"))?;
-            Ok(kept)
-        }
-        .await;
+        let result = self
+            .restore_swap(&mut conn, id, &usable, &report.renames, &replaced)
+            .await;
         let _ = conn.close().await;
         let err = result.as_ref().err().map(|e: &Error| e.to_string());
         self.record_run(
@@ -614,6 +534,91 @@ impl Engine {
         .await?;
         report.replaced_snapshot = result?;
         Ok(report)
+    }
+
+    /// The renames that restore `usable`, in order (each live schema aside
+    /// under a snapshot name of its own, then the copy into its place), and
+    /// the `(schema, aside)` pairs of the schemas set aside.
+    async fn restore_renames(
+        &self,
+        conn: &mut PgConnection,
+        usable: &[&SnapshotSchema],
+    ) -> Result<(Vec<Rename>, Vec<(String, String)>)> {
+        let s = &self.settings;
+        let live: Vec<String> = usable.iter().map(|x| x.schema.clone()).collect();
+        let exists = crate::db::existing_schemas(&mut *conn, &live, &s.history_table)
+            .await
+            .map_err(Error::db("looking up the schemas to restore"))?;
+        let replacing: Vec<String> = usable
+            .iter()
+            .filter(|x| exists.contains_key(&x.schema))
+            .map(|x| x.schema.clone())
+            .collect();
+        let mut asides: std::collections::HashMap<String, String> =
+            free_names(conn, &s.control_schema, &replacing, Utc::now())
+                .await?
+                .into_iter()
+                .collect();
+        let mut renames = Vec::new();
+        let mut replaced = Vec::new();
+        for x in usable {
+            if let Some(aside) = asides.remove(&x.schema) {
+                renames.push(Rename {
+                    from: x.schema.clone(),
+                    to: aside.clone(),
+                });
+                replaced.push((x.schema.clone(), aside));
+            }
+            renames.push(Rename {
+                from: x.copy.clone(),
+                to: x.schema.clone(),
+            });
+        }
+        Ok((renames, replaced))
+    }
+
+    /// The restore's one transaction: the renames, snapshot `id`'s copies
+    /// marked restored, and the `replaced` schemas kept as a new snapshot,
+    /// whose id it returns.
+    async fn restore_swap(
+        &self,
+        conn: &mut PgConnection,
+        id: i64,
+        usable: &[&SnapshotSchema],
+        renames: &[Rename],
+        replaced: &[(String, String)],
+    ) -> Result<Option<i64>> {
+        let s = &self.settings;
+        let c = &s.control_schema;
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(Error::db("starting the restore"))?;
+        // language=SQL
+        let record = format!(
+            "UPDATE {} SET restored_at = now() WHERE snapshot_id = {id} AND copy_name = ANY(ARRAY[{}]::text[]);
+                 UPDATE {} SET state = 'restored' WHERE id = {id};",
+            qualified(c, "snapshot_schemas"),
+            usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
+            qualified(c, "snapshots"),
+        );
+        crate::moves::rename_schemas(
+            &mut tx,
+            renames,
+            s.lock_wait,
+            s.lock_timeout,
+            &record,
+            "restore",
+        )
+        .await?;
+        let mut kept = None;
+        if !replaced.is_empty() {
+            kept = Some(record_replaced(&mut tx, c, id, replaced).await?);
+        }
+        tx.commit()
+            .await
+            .map_err(Error::db("committing the restore"))?;
+        Ok(kept)
     }
 
     /// Snapshots taken more than `older_than` ago.
@@ -676,6 +681,39 @@ impl Engine {
         .await?;
         Ok(dropped)
     }
+}
+
+/// Records the schemas a restore of snapshot `id` set aside, as
+/// `(schema, aside)` pairs, as a new snapshot; returns its id.
+async fn record_replaced(
+    tx: &mut PgConnection,
+    control: &str,
+    id: i64,
+    replaced: &[(String, String)],
+) -> Result<i64> {
+    // language=SQL
+    let new_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "INSERT INTO {} (created_at, state, note) VALUES (now(), 'complete', $1) RETURNING id",
+        qualified(control, "snapshots")
+    )))
+    .bind(format!("the schemas replaced by restoring snapshot {id}"))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("recording the replaced schemas"))?;
+    for (schema, aside) in replaced {
+        // language=SQL
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (snapshot_id, schema_name, copy_name) VALUES ($1, $2, $3)",
+            qualified(control, "snapshot_schemas")
+        )))
+        .bind(new_id)
+        .bind(schema)
+        .bind(aside)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("recording the replaced schemas"))?;
+    }
+    Ok(new_id)
 }
 
 #[cfg(test)]
