@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::{CutoverReport, MoveOptions, Rename, store};
+use super::{CutoverReport, MoveOptions, MovePlan, Rename, store};
+use crate::config::{Settings, VersionSettings};
 use crate::db;
 use crate::engine::{Engine, describe_db_error};
 use crate::error::{Error, Result};
@@ -61,64 +62,36 @@ impl Engine {
                 },
             )
             .await?;
-        let mut unfinished: Vec<String> = plan
-            .tenants
-            .iter()
-            .filter(|t| !t.is_complete())
-            .map(|t| match &t.refused {
-                Some(r) => format!("{} ({r})", t.source),
-                None => t.source.clone(),
-            })
-            .collect();
-        if !plan.shared.is_complete() {
-            unfinished.insert(0, format!("{} (the shared schema)", plan.shared.source));
+        if let Some(message) = unfinished_refusal(&plan, version) {
+            return Err(Error::Usage { message });
         }
-        if !unfinished.is_empty() {
-            let n = unfinished.len();
-            unfinished.truncate(10);
-            return Err(Error::Usage {
-                message: format!(
-                    "cannot cut over to {version}: {n} schema(s) are not moved and checked yet: {}{}; run tenantmig migrate-to {version} until it succeeds",
-                    unfinished.join(", "),
-                    if n > 10 { ", ..." } else { "" }
-                ),
-            });
-        }
-        let suffix = &v.previous_suffix;
-        let mut renames = Vec::new();
-        let aside = |name: &str| format!("{name}{suffix}");
-        renames.push(Rename {
-            from: s.shared_schema.clone(),
-            to: aside(&s.shared_schema),
-        });
-        renames.push(Rename {
-            from: v.shared_schema.clone(),
-            to: s.shared_schema.clone(),
-        });
-        for t in &plan.tenants {
-            renames.push(Rename {
-                from: t.source.clone(),
-                to: aside(&t.source),
-            });
-            if !v.consolidates() {
-                renames.push(Rename {
-                    from: t.target.clone(),
-                    to: t.source.clone(),
-                });
-            }
-        }
+        let renames = cutover_renames(s, &v, &plan);
+        self.check_new_names(&mut conn, version, &v.previous_suffix, &renames)
+            .await?;
+        Ok(renames)
+    }
+
+    /// Refuses the cut-over when a new name is not a valid schema name or
+    /// an aside name (ending in `suffix`) is taken by an existing schema.
+    async fn check_new_names(
+        &self,
+        conn: &mut PgConnection,
+        version: &str,
+        suffix: &str,
+        renames: &[Rename],
+    ) -> Result<()> {
         let mut bad = Vec::new();
-        for r in &renames {
+        for r in renames {
             if let Err(e) = validate_schema_name(&r.to) {
                 bad.push(format!("{}: {e}", r.from));
             }
         }
         let taken: Vec<String> = renames
             .iter()
-            .filter(|r| r.to.ends_with(suffix.as_str()))
+            .filter(|r| r.to.ends_with(suffix))
             .map(|r| r.to.clone())
             .collect();
-        let exists = db::existing_schemas(&mut conn, &taken, &s.history_table)
+        let exists = db::existing_schemas(conn, &taken, &self.settings.history_table)
             .await
             .map_err(Error::db("looking up the names cut-over needs"))?;
         let mut taken: Vec<&String> = exists.keys().collect();
@@ -139,7 +112,7 @@ impl Engine {
                 message: format!("cannot cut over to {version}: {}", bad.join("; ")),
             });
         }
-        Ok(renames)
+        Ok(())
     }
 
     /// Makes `version` live (or, with `revert`, swaps back) by renaming
@@ -217,6 +190,63 @@ impl Engine {
         report.run_id = Some(run);
         Ok(report)
     }
+}
+
+/// Why the cut-over to `version` cannot happen yet: the schemas (the shared
+/// one first) not moved and checked, at most ten named; None when all are.
+fn unfinished_refusal(plan: &MovePlan, version: &str) -> Option<String> {
+    let mut unfinished: Vec<String> = plan
+        .tenants
+        .iter()
+        .filter(|t| !t.is_complete())
+        .map(|t| match &t.refused {
+            Some(r) => format!("{} ({r})", t.source),
+            None => t.source.clone(),
+        })
+        .collect();
+    if !plan.shared.is_complete() {
+        unfinished.insert(0, format!("{} (the shared schema)", plan.shared.source));
+    }
+    if unfinished.is_empty() {
+        return None;
+    }
+    let n = unfinished.len();
+    unfinished.truncate(10);
+    Some(format!(
+        "cannot cut over to {version}: {n} schema(s) are not moved and checked yet: {}{}; run tenantmig migrate-to {version} until it succeeds",
+        unfinished.join(", "),
+        if n > 10 { ", ..." } else { "" }
+    ))
+}
+
+/// The renames of a cut-over, in order: the current shared schema aside,
+/// the version's into its place, then each tenant's the same way (only
+/// aside when the version consolidates).
+fn cutover_renames(s: &Settings, v: &VersionSettings, plan: &MovePlan) -> Vec<Rename> {
+    let suffix = &v.previous_suffix;
+    let mut renames = Vec::new();
+    let aside = |name: &str| format!("{name}{suffix}");
+    renames.push(Rename {
+        from: s.shared_schema.clone(),
+        to: aside(&s.shared_schema),
+    });
+    renames.push(Rename {
+        from: v.shared_schema.clone(),
+        to: s.shared_schema.clone(),
+    });
+    for t in &plan.tenants {
+        renames.push(Rename {
+            from: t.source.clone(),
+            to: aside(&t.source),
+        });
+        if !v.consolidates() {
+            renames.push(Rename {
+                from: t.target.clone(),
+                to: t.source.clone(),
+            });
+        }
+    }
+    renames
 }
 
 /// Renames schemas inside the caller's transaction, under every name's

@@ -141,6 +141,13 @@ async fn free_names(
     })
 }
 
+/// Resolves once `stop` is set (polled every 100 ms): a copy's shutdown.
+async fn stopped(stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Engine {
     async fn snapshot_tables(&self, conn: &mut PgConnection) -> Result<bool> {
         // language=SQL
@@ -178,6 +185,28 @@ impl Engine {
         .await
         .map_err(Error::db("recording the snapshot"))?;
 
+        let failed = self.snapshot_copies(id, names, jobs, shutdown).await;
+        let snapshot = self
+            .finish_snapshot(&mut conn, id, &failed, args, started)
+            .await?;
+        let _ = conn.close().await;
+        Ok(SnapshotReport {
+            snapshot,
+            failed,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Copies each `(schema, copy)` of snapshot `id`, `jobs` at a time, until
+    /// done or `shutdown`; returns the schemas not copied, with why (those
+    /// never started: "not copied: interrupted").
+    async fn snapshot_copies(
+        &self,
+        id: i64,
+        names: Vec<(String, String)>,
+        jobs: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Vec<(String, String)> {
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();
@@ -189,7 +218,7 @@ impl Engine {
         let queue = Arc::new(Mutex::new(VecDeque::from(names)));
         let failed = Arc::new(Mutex::new(Vec::new()));
         let single = queue.lock().expect("queue lock").len() == 1;
-        let control = s.control_schema.clone();
+        let control = self.settings.control_schema.clone();
         // Several copies at once: one line per schema, not their table bars.
         let quiet = self.quiet_copier();
         let copier = if single { self } else { &quiet };
@@ -216,13 +245,7 @@ impl Engine {
                         in_rename: Some(record),
                         ..CopyOptions::new(&schema, &copy, if single { jobs } else { 1 })
                     };
-                    let stop2 = stop.clone();
-                    let halt = async move {
-                        while !stop2.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    };
-                    match copier.copy_schema(&opts, halt).await {
+                    match copier.copy_schema(&opts, stopped(stop.clone())).await {
                         Ok(r) => {
                             if !single {
                                 self.sink.emit(Event::CopyStep {
@@ -253,6 +276,20 @@ impl Engine {
                 .drain(..)
                 .map(|(s, _)| (s, "not copied: interrupted".to_string())),
         );
+        failed
+    }
+
+    /// Ends snapshot `id`: records the run (naming the schemas in `failed`
+    /// as its error) and the snapshot's state, and reads the snapshot back.
+    async fn finish_snapshot(
+        &self,
+        conn: &mut PgConnection,
+        id: i64,
+        failed: &[(String, String)],
+        args: &[String],
+        started: Instant,
+    ) -> Result<Snapshot> {
+        let s = &self.settings;
         let error = (!failed.is_empty()).then(|| {
             format!(
                 "{} schema(s) not copied: {}",
@@ -285,22 +322,15 @@ impl Engine {
             "partial"
         })
         .bind(run_id)
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await
         .map_err(Error::db("recording the snapshot"))?;
-        let snapshot = self
-            .snapshots_with(&mut conn, Some(id))
+        self.snapshots_with(conn, Some(id))
             .await?
             .pop()
             .ok_or_else(|| Error::Failed {
                 message: format!("snapshot {id} vanished while it was taken"),
-            })?;
-        let _ = conn.close().await;
-        Ok(SnapshotReport {
-            snapshot,
-            failed,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+            })
     }
 
     /// The schemas a snapshot copies: the shared schema and the selected
@@ -480,35 +510,7 @@ impl Engine {
             });
         }
         let mut conn = self.connection().await?;
-        let live: Vec<String> = usable.iter().map(|x| x.schema.clone()).collect();
-        let exists = crate::db::existing_schemas(&mut conn, &live, &s.history_table)
-            .await
-            .map_err(Error::db("looking up the schemas to restore"))?;
-        let replacing: Vec<String> = usable
-            .iter()
-            .filter(|x| exists.contains_key(&x.schema))
-            .map(|x| x.schema.clone())
-            .collect();
-        let mut asides: std::collections::HashMap<String, String> =
-            free_names(&mut conn, &s.control_schema, &replacing, Utc::now())
-                .await?
-                .into_iter()
-                .collect();
-        let mut renames = Vec::new();
-        let mut replaced = Vec::new();
-        for x in &usable {
-            if let Some(aside) = asides.remove(&x.schema) {
-                renames.push(Rename {
-                    from: x.schema.clone(),
-                    to: aside.clone(),
-                });
-                replaced.push((x.schema.clone(), aside));
-            }
-            renames.push(Rename {
-                from: x.copy.clone(),
-                to: x.schema.clone(),
-            });
-        }
+        let (renames, replaced) = self.restore_renames(&mut conn, &usable).await?;
         let mut report = RestoreReport {
             id,
             renames,
@@ -517,61 +519,9 @@ impl Engine {
         if dry_run {
             return Ok(report);
         }
-        let c = &s.control_schema;
-        let result = async {
-            let mut tx = conn
-                .begin()
-                .await
-                .map_err(Error::db("starting the restore"))?;
-            // language=SQL
-            let record = format!(
-                "UPDATE {} SET restored_at = now() WHERE snapshot_id = {id} AND copy_name = ANY(ARRAY[{}]::text[]);
-                 UPDATE {} SET state = 'restored' WHERE id = {id};",
-                qualified(c, "snapshot_schemas"),
-                usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
-                qualified(c, "snapshots"),
-            );
-            crate::moves::rename_schemas(
-                &mut tx,
-                &report.renames,
-                s.lock_wait,
-                s.lock_timeout,
-                &record,
-                "restore",
-            )
-                .await?;
-            let mut kept = None;
-            if !replaced.is_empty() {
-                // language=SQL
-                let new_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "INSERT INTO {} (created_at, state, note) VALUES (now(), 'complete', $1) RETURNING id",
-                    qualified(c, "snapshots")
-                )))
-                .bind(format!("the schemas replaced by restoring snapshot {id}"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(Error::db("recording the replaced schemas"))?;
-                for (schema, aside) in &replaced {
-                    // language=SQL
-                    sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO {} (snapshot_id, schema_name, copy_name) VALUES ($1, $2, $3)",
-                        qualified(c, "snapshot_schemas")
-                    )))
-                    .bind(new_id)
-                    .bind(schema)
-                    .bind(aside)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Error::db("recording the replaced schemas"))?;
-                }
-                kept = Some(new_id);
-            }
-            tx.commit()
-                .await
-                .map_err(Error::db("committing the restore"))?;
-            Ok(kept)
-        }
-        .await;
+        let result = self
+            .restore_swap(&mut conn, id, &usable, &report.renames, &replaced)
+            .await;
         let _ = conn.close().await;
         let err = result.as_ref().err().map(|e: &Error| e.to_string());
         self.record_run(
@@ -584,6 +534,91 @@ impl Engine {
         .await?;
         report.replaced_snapshot = result?;
         Ok(report)
+    }
+
+    /// The renames that restore `usable`, in order (each live schema aside
+    /// under a snapshot name of its own, then the copy into its place), and
+    /// the `(schema, aside)` pairs of the schemas set aside.
+    async fn restore_renames(
+        &self,
+        conn: &mut PgConnection,
+        usable: &[&SnapshotSchema],
+    ) -> Result<(Vec<Rename>, Vec<(String, String)>)> {
+        let s = &self.settings;
+        let live: Vec<String> = usable.iter().map(|x| x.schema.clone()).collect();
+        let exists = crate::db::existing_schemas(&mut *conn, &live, &s.history_table)
+            .await
+            .map_err(Error::db("looking up the schemas to restore"))?;
+        let replacing: Vec<String> = usable
+            .iter()
+            .filter(|x| exists.contains_key(&x.schema))
+            .map(|x| x.schema.clone())
+            .collect();
+        let mut asides: std::collections::HashMap<String, String> =
+            free_names(conn, &s.control_schema, &replacing, Utc::now())
+                .await?
+                .into_iter()
+                .collect();
+        let mut renames = Vec::new();
+        let mut replaced = Vec::new();
+        for x in usable {
+            if let Some(aside) = asides.remove(&x.schema) {
+                renames.push(Rename {
+                    from: x.schema.clone(),
+                    to: aside.clone(),
+                });
+                replaced.push((x.schema.clone(), aside));
+            }
+            renames.push(Rename {
+                from: x.copy.clone(),
+                to: x.schema.clone(),
+            });
+        }
+        Ok((renames, replaced))
+    }
+
+    /// The restore's one transaction: the renames, snapshot `id`'s copies
+    /// marked restored, and the `replaced` schemas kept as a new snapshot,
+    /// whose id it returns.
+    async fn restore_swap(
+        &self,
+        conn: &mut PgConnection,
+        id: i64,
+        usable: &[&SnapshotSchema],
+        renames: &[Rename],
+        replaced: &[(String, String)],
+    ) -> Result<Option<i64>> {
+        let s = &self.settings;
+        let c = &s.control_schema;
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(Error::db("starting the restore"))?;
+        // language=SQL
+        let record = format!(
+            "UPDATE {} SET restored_at = now() WHERE snapshot_id = {id} AND copy_name = ANY(ARRAY[{}]::text[]);
+                 UPDATE {} SET state = 'restored' WHERE id = {id};",
+            qualified(c, "snapshot_schemas"),
+            usable.iter().map(|x| lit(&x.copy)).collect::<Vec<_>>().join(", "),
+            qualified(c, "snapshots"),
+        );
+        crate::moves::rename_schemas(
+            &mut tx,
+            renames,
+            s.lock_wait,
+            s.lock_timeout,
+            &record,
+            "restore",
+        )
+        .await?;
+        let mut kept = None;
+        if !replaced.is_empty() {
+            kept = Some(record_replaced(&mut tx, c, id, replaced).await?);
+        }
+        tx.commit()
+            .await
+            .map_err(Error::db("committing the restore"))?;
+        Ok(kept)
     }
 
     /// Snapshots taken more than `older_than` ago.
@@ -646,6 +681,39 @@ impl Engine {
         .await?;
         Ok(dropped)
     }
+}
+
+/// Records the schemas a restore of snapshot `id` set aside, as
+/// `(schema, aside)` pairs, as a new snapshot; returns its id.
+async fn record_replaced(
+    tx: &mut PgConnection,
+    control: &str,
+    id: i64,
+    replaced: &[(String, String)],
+) -> Result<i64> {
+    // language=SQL
+    let new_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "INSERT INTO {} (created_at, state, note) VALUES (now(), 'complete', $1) RETURNING id",
+        qualified(control, "snapshots")
+    )))
+    .bind(format!("the schemas replaced by restoring snapshot {id}"))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("recording the replaced schemas"))?;
+    for (schema, aside) in replaced {
+        // language=SQL
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (snapshot_id, schema_name, copy_name) VALUES ($1, $2, $3)",
+            qualified(control, "snapshot_schemas")
+        )))
+        .bind(new_id)
+        .bind(schema)
+        .bind(aside)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("recording the replaced schemas"))?;
+    }
+    Ok(new_id)
 }
 
 #[cfg(test)]

@@ -133,12 +133,38 @@ impl Engine {
             .await
             .map_err(Error::db("setting the search path"))?;
 
-        let (reference_name, reference) = match &opts.reference {
+        let (reference_name, reference) = self.reference(&mut conn, opts).await?;
+        let reference_fingerprint = fingerprint(&reference);
+
+        let groups = self
+            .drift_groups(&mut conn, &present, &reference, &reference_fingerprint)
+            .await?;
+        let _ = conn.close().await;
+        Ok(VerifyReport {
+            reference: reference_name,
+            reference_fingerprint,
+            reference_objects: reference.len(),
+            tenants_checked: present.len(),
+            missing,
+            invalid: list.invalid.iter().map(|i| i.name.clone()).collect(),
+            groups,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The reference, in words, and its structure: the tenant named by
+    /// `--reference`, or a scratch schema built from the tenant migrations.
+    async fn reference(
+        &self,
+        conn: &mut PgConnection,
+        opts: &VerifyOptions,
+    ) -> Result<(String, Structure)> {
+        Ok(match &opts.reference {
             Some(name) => {
                 validate_schema_name(name).map_err(|e| Error::Usage {
                     message: format!("--reference: {e}"),
                 })?;
-                if !db::schema_exists(&mut conn, name)
+                if !db::schema_exists(&mut *conn, name)
                     .await
                     .map_err(Error::db("looking up the reference schema"))?
                 {
@@ -149,7 +175,7 @@ impl Engine {
                     });
                 }
                 let st = self
-                    .read_locked(&mut conn, std::slice::from_ref(name))
+                    .read_locked(&mut *conn, std::slice::from_ref(name))
                     .await?;
                 (
                     format!("tenant {name}"),
@@ -157,7 +183,7 @@ impl Engine {
                 )
             }
             None => {
-                let reference = self.scratch_reference(&mut conn).await?;
+                let reference = self.scratch_reference(&mut *conn).await?;
                 (
                     format!(
                         "a scratch schema built from the tenant migrations ({})",
@@ -166,16 +192,26 @@ impl Engine {
                     reference,
                 )
             }
-        };
-        let reference_fingerprint = fingerprint(&reference);
+        })
+    }
 
+    /// The `present` tenants grouped by structure, read a chunk at a time,
+    /// each group's tenants in source order, the reference's group first,
+    /// then the largest.
+    async fn drift_groups(
+        &self,
+        conn: &mut PgConnection,
+        present: &[String],
+        reference: &Structure,
+        reference_fingerprint: &str,
+    ) -> Result<Vec<DriftGroup>> {
         let mut groups: HashMap<String, DriftGroup> = HashMap::new();
         let mut order: HashMap<String, usize> = HashMap::new();
         for (n, name) in present.iter().enumerate() {
             order.insert(name.clone(), n);
         }
         for chunk in present.chunks(CHUNK) {
-            let structures = self.read_locked(&mut conn, chunk).await?;
+            let structures = self.read_locked(&mut *conn, chunk).await?;
             // Fingerprints in parallel; a difference list once per new one.
             let prints: Vec<(String, String)> = structures
                 .par_iter()
@@ -189,7 +225,7 @@ impl Engine {
             }
             let diffs: Vec<(String, Vec<String>)> = fresh
                 .par_iter()
-                .map(|(print, st)| (print.clone(), differences(st, &reference)))
+                .map(|(print, st)| (print.clone(), differences(st, reference)))
                 .collect();
             for (print, differences) in diffs {
                 groups.insert(
@@ -226,17 +262,7 @@ impl Engine {
                     &b.tenants,
                 ))
         });
-        let _ = conn.close().await;
-        Ok(VerifyReport {
-            reference: reference_name,
-            reference_fingerprint,
-            reference_objects: reference.len(),
-            tenants_checked: present.len(),
-            missing,
-            invalid: list.invalid.iter().map(|i| i.name.clone()).collect(),
-            groups,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+        Ok(groups)
     }
 
     /// Reads the structures of `names` under their shared advisory locks

@@ -305,7 +305,7 @@ impl Engine {
         let dst = opts.target.as_str();
         let s = &self.settings;
 
-        let mut jobs = self.copy_jobs(ctl, opts.jobs).await?;
+        let jobs = self.copy_jobs(ctl, opts.jobs).await?;
 
         // The snapshot: catalog read, locks, and every read of the source.
         tracing::debug!(
@@ -319,36 +319,14 @@ impl Engine {
             ms = started.elapsed().as_millis() as u64,
             "copy: catalog read and locked"
         );
-        let mut plan = ddl::plan(&def, src, dst, tmp, opts.data, &s.history_table);
-        for w in &plan.warnings {
-            self.sink.emit(Event::Warning { message: w.clone() });
-        }
-        let bytes: i64 = plan.data.iter().map(|t| t.bytes).sum();
-        // A small schema is copied over one connection, its statements sent
-        // in batches: connections and round trips would cost more than the
-        // parallelism saves.
-        let small = bytes < opts.small_below_bytes;
-        if small {
-            jobs = 1;
-        }
-        let data = ddl::split_large(std::mem::take(&mut plan.data), jobs, 8192);
-        let tables: std::collections::HashSet<&str> =
-            data.iter().map(|t| t.table.as_str()).collect();
-        let table_count = tables.len();
-        self.sink.emit(Event::CopyStarted {
-            source: src.to_string(),
-            target: dst.to_string(),
-            tables: table_count,
-            bytes,
-            jobs,
-        });
+        let layout = self.lay_out(&def, opts, tmp, jobs);
 
         // Objects, in one transaction under the temporary name.
         let mut timings = CopyTimings::default();
-        create_objects(ctl, src, dst, tmp, s.lock_wait, &plan.pre).await?;
+        create_objects(ctl, src, dst, tmp, s.lock_wait, &layout.plan.pre).await?;
         timings.schema_ms = started.elapsed().as_millis() as u64;
         self.sink.emit(Event::CopyStep {
-            step: format!("created {} objects", plan.objects),
+            step: format!("created {} objects", layout.plan.objects),
         });
 
         let shared = Arc::new(Shared {
@@ -360,7 +338,9 @@ impl Engine {
             in_flight: Mutex::new(Vec::new()),
         });
         // A small copy runs on the control connection alone.
-        let mut workers = self.open_workers(if small { 0 } else { jobs }, tmp).await?;
+        let mut workers = self
+            .open_workers(if layout.small { 0 } else { layout.jobs }, tmp)
+            .await?;
         // Until the rename, a commit need not wait for its WAL flush: a
         // crash before then leaves only the temporary schema anyway.
         // language=SQL
@@ -372,31 +352,16 @@ impl Engine {
         .await
         .map_err(Error::db("setting up the copy's connection"))?;
 
-        let body = async {
-            let mut c = Copying {
-                ctl: &mut *ctl,
-                snap: &mut snap,
-                workers: &mut workers,
-                shared: &shared,
-                small,
-            };
-            let rows = self.copy_rows(&mut c, &data, &plan, &mut timings).await?;
-            self.build_the_rest(&mut c, &plan, &mut timings).await?;
-            let checks = self
-                .verify_copy(&mut c, nsp, opts.verify, &plan.checked, &mut timings)
-                .await?;
-            Ok((rows, plan.indexes.len(), checks))
+        let c = Copying {
+            ctl: &mut *ctl,
+            snap: &mut snap,
+            workers: &mut workers,
+            shared: &shared,
+            small: layout.small,
         };
-        let outcome = tokio::select! {
-            r = body => r,
-            _ = shutdown => Err(Error::Failed {
-                message: format!("interrupted: the copy into {dst} was stopped and its temporary schema dropped; {dst} was not created"),
-            }),
-        };
-        for w in workers {
-            let _ = w.close().await;
-        }
-        let (rows, n_indexes, checks) = outcome?;
+        let (rows, n_indexes, checks) = self
+            .copy_steps(c, &layout, nsp, &mut timings, dst, shutdown)
+            .await?;
         let _ = snap.execute("COMMIT").await;
         let _ = snap.close().await;
 
@@ -411,15 +376,15 @@ impl Engine {
         Ok(CopyReport {
             source: src.to_string(),
             target: dst.to_string(),
-            objects: plan.objects,
-            tables: table_count,
+            objects: layout.plan.objects,
+            tables: layout.tables,
             rows,
-            bytes,
+            bytes: layout.bytes,
             indexes: n_indexes,
-            jobs,
+            jobs: layout.jobs,
             verify: opts.verify,
             checks,
-            warnings: plan.warnings,
+            warnings: layout.plan.warnings,
             timings,
             duration_ms: started.elapsed().as_millis() as u64,
         })

@@ -1,6 +1,7 @@
 //! The steps of a copy once its source is locked and its snapshot taken:
-//! the connection budget, the objects under the temporary name, the rows,
-//! everything built after them, the checks, and the rename into place.
+//! the connection budget, the plan's layout, the objects under the
+//! temporary name, the rows, everything built after them, the checks, and
+//! the rename into place.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+use super::catalog::SchemaDef;
 use super::ddl::{self, CheckedTable, DataTask, Stmt};
 use super::source::check_not_rewritten;
 use super::{
-    CopyTimings, Done, Job, MARK, Shared, TableCheck, Verify, batch, check_batched, insert_sql,
-    run_batch, run_stmt,
+    CopyOptions, CopyTimings, Done, Job, MARK, Shared, TableCheck, Verify, batch, check_batched,
+    insert_sql, run_batch, run_stmt,
 };
 use crate::db;
 use crate::engine::{Engine, describe_db_error};
@@ -31,6 +33,22 @@ pub(super) struct Copying<'a> {
     pub(super) workers: &'a mut Vec<PgConnection>,
     /// The source, the temporary name and the snapshot.
     pub(super) shared: &'a Arc<Shared>,
+    /// One connection and batched statements.
+    pub(super) small: bool,
+}
+
+/// A copy's plan, laid out for its connections.
+pub(super) struct Layout {
+    /// The statements, step by step (its rows are in `data`).
+    pub(super) plan: ddl::CopyPlan,
+    /// The rows to copy, large tables split into block ranges.
+    pub(super) data: Vec<DataTask>,
+    /// Size of the source tables copied.
+    pub(super) bytes: i64,
+    /// Tables whose rows are copied.
+    pub(super) tables: usize,
+    /// Connections copying at once (1 for a small copy).
+    pub(super) jobs: usize,
     /// One connection and batched statements.
     pub(super) small: bool,
 }
@@ -59,6 +77,51 @@ impl Engine {
         Ok(requested)
     }
 
+    /// The copy's plan from the source's catalog, laid out: its warnings
+    /// emitted, a small source kept to one connection (its statements sent
+    /// in batches), large tables split among `jobs`; then the copy's start.
+    pub(super) fn lay_out(
+        &self,
+        def: &SchemaDef,
+        opts: &CopyOptions,
+        tmp: &str,
+        mut jobs: usize,
+    ) -> Layout {
+        let src = opts.source.as_str();
+        let dst = opts.target.as_str();
+        let mut plan = ddl::plan(def, src, dst, tmp, opts.data, &self.settings.history_table);
+        for w in &plan.warnings {
+            self.sink.emit(Event::Warning { message: w.clone() });
+        }
+        let bytes: i64 = plan.data.iter().map(|t| t.bytes).sum();
+        // A small schema is copied over one connection, its statements sent
+        // in batches: connections and round trips would cost more than the
+        // parallelism saves.
+        let small = bytes < opts.small_below_bytes;
+        if small {
+            jobs = 1;
+        }
+        let data = ddl::split_large(std::mem::take(&mut plan.data), jobs, 8192);
+        let tables: std::collections::HashSet<&str> =
+            data.iter().map(|t| t.table.as_str()).collect();
+        let table_count = tables.len();
+        self.sink.emit(Event::CopyStarted {
+            source: src.to_string(),
+            target: dst.to_string(),
+            tables: table_count,
+            bytes,
+            jobs,
+        });
+        Layout {
+            plan,
+            data,
+            bytes,
+            tables: table_count,
+            jobs,
+            small,
+        }
+    }
+
     /// `n` worker connections, each writing into the temporary schema.
     pub(super) async fn open_workers(&self, n: usize, tmp: &str) -> Result<Vec<PgConnection>> {
         let mut workers = Vec::with_capacity(n);
@@ -75,6 +138,40 @@ impl Engine {
             workers.push(c);
         }
         Ok(workers)
+    }
+
+    /// The rows, everything built after them and the checks, until done or
+    /// until `shutdown` resolves (an error: the copy into `dst` stopped);
+    /// the worker connections are closed either way. Returns the rows
+    /// copied, the indexes built and the checks.
+    pub(super) async fn copy_steps(
+        &self,
+        mut c: Copying<'_>,
+        layout: &Layout,
+        nsp: i64,
+        timings: &mut CopyTimings,
+        dst: &str,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(i64, usize, Vec<TableCheck>)> {
+        let (plan, verify) = (&layout.plan, c.shared.verify);
+        let body = async {
+            let rows = self.copy_rows(&mut c, &layout.data, plan, timings).await?;
+            self.build_the_rest(&mut c, plan, timings).await?;
+            let checks = self
+                .verify_copy(&mut c, nsp, verify, &plan.checked, timings)
+                .await?;
+            Ok((rows, plan.indexes.len(), checks))
+        };
+        let outcome = tokio::select! {
+            r = body => r,
+            _ = shutdown => Err(Error::Failed {
+                message: format!("interrupted: the copy into {dst} was stopped and its temporary schema dropped; {dst} was not created"),
+            }),
+        };
+        for w in c.workers.drain(..) {
+            let _ = w.close().await;
+        }
+        outcome
     }
 
     /// The rows, read in the snapshot: a small copy in one batch on the
