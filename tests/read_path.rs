@@ -10,9 +10,11 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use tenantmig::state::{AppliedRow, Checker, HistoryDigests};
 use tenantmig::{Engine, MigrationSet, NoEvents, SchemaState, SchemaStatus, Selection};
 
-/// Creates `schema` with a history table holding `rows`
-/// (version, checksum, success, execution_time).
-async fn history(pool: &PgPool, schema: &str, rows: &[(i64, Vec<u8>, bool, i64)]) {
+/// One history row: version, checksum, success, execution_time.
+type Row4 = (i64, Vec<u8>, bool, i64);
+
+/// Creates `schema` with a history table holding `rows`.
+async fn history(pool: &PgPool, schema: &str, rows: &[Row4]) {
     exec(pool, &format!("CREATE SCHEMA {schema}")).await;
     exec(
         pool,
@@ -75,7 +77,7 @@ async fn every_history_is_decided_as_its_rows_say(pool: PgPool) {
     };
     let prefix = |k: usize| (0..k).map(row).collect::<Vec<_>>();
 
-    let mut cases: Vec<(String, Vec<(i64, Vec<u8>, bool, i64)>)> = Vec::new();
+    let mut cases: Vec<(String, Vec<Row4>)> = Vec::new();
     for k in 0..=n {
         cases.push((format!("h_prefix_{k:02}"), prefix(k)));
     }
