@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use crate::ident::{qualified, quote_ident};
 use crate::migration::{Migration, MigrationSet};
-use crate::state::{AppliedRow, Checker, HistoryDigests, SchemaStatus};
+use crate::state::{AppliedRow, Checker, SchemaStatus};
 
 mod lock;
 
@@ -93,84 +93,10 @@ pub async fn existing_schemas(
 /// Reads the history of many schemas in a few queries and checks each
 /// against `set`. Schemas without a history table get an empty history.
 ///
-/// First the server reduces each history to a digest, one row per schema
-/// ([`HistoryDigests`]); a digest that stands for the first k migrations of
-/// the set decides the schema without its rows. The rows are read only for
-/// the others (a failed row, an edited checksum, an unknown version), so the
-/// result is the one the rows give, at the cost of one small row per schema.
-pub async fn read_statuses(
-    conn: &mut PgConnection,
-    schemas: &[(String, bool)],
-    history_table: &str,
-    set: &MigrationSet,
-) -> Result<Vec<SchemaStatus>, sqlx::Error> {
-    let digests = HistoryDigests::of(set);
-    let mut out: Vec<Option<SchemaStatus>> = Vec::with_capacity(schemas.len());
-    let mut undecided = Vec::new();
-    for chunk in schemas.chunks(HISTORY_CHUNK) {
-        let mut digest: Vec<Option<Vec<u8>>> = vec![None; chunk.len()];
-        let sql = union_of(
-            chunk,
-            |i, table| {
-                format!(
-                    "SELECT {i}::int4, {} FROM {table}",
-                    HistoryDigests::SQL_DIGEST
-                )
-            },
-            history_table,
-        );
-        if !sql.is_empty() {
-            let mut rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                let i: i32 = row.try_get(0)?;
-                digest[i as usize] = row.try_get(1)?;
-            }
-        }
-        for ((schema, _), d) in chunk.iter().zip(digest) {
-            let st = digests.status(schema, d.as_deref());
-            if st.is_none() {
-                undecided.push(out.len());
-            }
-            out.push(st);
-        }
-    }
-    if !undecided.is_empty() {
-        let rest: Vec<(String, bool)> = undecided.iter().map(|&i| schemas[i].clone()).collect();
-        let read = read_rows(conn, &rest, history_table, set).await?;
-        for (st, &i) in read.into_iter().zip(&undecided) {
-            out[i] = Some(st);
-        }
-    }
-    Ok(out.into_iter().flatten().collect())
-}
-
-/// One `UNION ALL` query over the history tables of `chunk` that exist,
-/// a branch per table written by `branch(index in chunk, qualified table)`;
-/// empty when none exists.
-fn union_of(
-    chunk: &[(String, bool)],
-    branch: impl Fn(usize, &str) -> String,
-    history_table: &str,
-) -> String {
-    let mut sql = String::new();
-    for (i, (schema, has_history)) in chunk.iter().enumerate() {
-        if !has_history {
-            continue;
-        }
-        if !sql.is_empty() {
-            sql.push_str(" UNION ALL ");
-        }
-        sql.push_str(&branch(i, &qualified(schema, history_table)));
-    }
-    sql
-}
-
-/// The rows of many schemas' histories, each checked by a [`Checker`].
-///
 /// The rows of one chunk of tables come back in one `UNION ALL` query and are
-/// folded into a checker per schema as they stream in, so memory holds one
+/// folded into a [`Checker`] per schema as they stream in, so memory holds one
 /// chunk's checkers, not every row.
-async fn read_rows(
+pub async fn read_statuses(
     conn: &mut PgConnection,
     schemas: &[(String, bool)],
     history_table: &str,
@@ -179,16 +105,20 @@ async fn read_rows(
     let mut out = Vec::with_capacity(schemas.len());
     for chunk in schemas.chunks(HISTORY_CHUNK) {
         let mut checkers: Vec<Checker<'_>> = chunk.iter().map(|_| Checker::new(set)).collect();
-        // language=SQL
-        let sql = union_of(
-            chunk,
-            |i, table| {
-                format!(
-                    "SELECT {i}::int4, version, checksum, success, execution_time = {REVERTING} FROM {table}"
-                )
-            },
-            history_table,
-        );
+        let mut sql = String::new();
+        for (i, (schema, has_history)) in chunk.iter().enumerate() {
+            if !has_history {
+                continue;
+            }
+            if !sql.is_empty() {
+                sql.push_str(" UNION ALL ");
+            }
+            // language=SQL
+            sql.push_str(&format!(
+                "SELECT {i}::int4, version, checksum, success, execution_time = {REVERTING} FROM {}",
+                qualified(schema, history_table)
+            ));
+        }
         if !sql.is_empty() {
             let mut rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
