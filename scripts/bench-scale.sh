@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench-scale.sh: how tenantmig's read path scales with the number of
 # tenants: `status`, `status --format json`, `plan` and a no-op `migrate`
-# over 10,000, 50,000 and 100,000 up-to-date tenant schemas (issue 16).
+# over 10,000, 50,000 and 100,000 up-to-date tenant schemas.
 #
 #   scripts/bench-scale.sh                        # SIZES="10000 50000 100000", throwaway cluster
 #   SIZES="10000 100000" RUNS=5 scripts/bench-scale.sh
