@@ -788,3 +788,37 @@ async fn a_lock_held_by_a_run_is_named_with_its_run_and_ledger_state(pool: PgPoo
     let (code, out) = finish(first);
     assert_eq!(code, Some(0), "{out}");
 }
+
+// A copy that stops (here: its table locks not granted within lock_wait)
+// cleans up without the server's "there is no transaction in progress"
+// warning in its output.
+#[sqlx::test(migrations = false)]
+async fn a_stopped_copy_cleans_up_without_a_spurious_warning(pool: PgPool) {
+    let (url, shared, tenant) = tenant_with_rows(&pool).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut app = pool.acquire().await.expect("connection");
+    app.execute("BEGIN; LOCK TABLE t_01.items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let out = cli_sets(&url, dir.path(), shared.path(), tenant.path())
+        .env("TENANTMIG_LOCK_WAIT", "1s")
+        .timeout(Duration::from_secs(30))
+        .args(["copy-into-new-schema", "t_01", "t_copy"])
+        .output()
+        .expect("run");
+    app.execute("ROLLBACK").await.expect("rollback");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("no transaction in progress"), "{text}");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 't_copy' OR nspname LIKE 'tenantmig\\_copy\\_%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(left, 0, "{text}");
+}

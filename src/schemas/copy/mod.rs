@@ -284,8 +284,14 @@ impl Engine {
             .copy_locked(&mut ctl, opts, &tmp, started, shutdown)
             .await;
         if result.is_err() {
-            // A small copy's batch may have left its transaction aborted.
+            // A small copy's batch may have left its transaction open or
+            // aborted. Rolled back with the server's warning for a session
+            // that has none ("there is no transaction in progress") muted:
+            // the SET fails in an aborted transaction and is undone in an
+            // open one.
+            let _ = ctl.execute("SET client_min_messages = error").await;
             let _ = ctl.execute("ROLLBACK").await;
+            let _ = ctl.execute("RESET client_min_messages").await;
             let _ = db::drop_schema_cascade(&mut ctl, &tmp).await;
         }
         unlock(&mut ctl).await;
